@@ -1,0 +1,358 @@
+"""The generation loop: fit, sample, (filter), mix, refit -- over many seeds at once.
+
+Every chapter's experiment is one call of :func:`run` (or :func:`compare` for several
+regimes on the same seeds). The loop is written once, for *batched* learners whose
+data carry a leading seed axis, shape ``(S, n, ...)``. A learner that handles one seed
+at a time (a torch model, say) is wrapped by :class:`PerSeed`, which turns it into a
+batched learner; the loop itself never changes.
+
+Protocols
+---------
+learner
+    ``fit(data) -> model`` on a batch ``(S, n, ...)``. For accumulation a learner may
+    keep sufficient statistics instead of raw data: ``summarize(data) -> summary``,
+    ``merge(summary, summary) -> summary`` and ``fit_summary(summary) -> model``.
+    :class:`Learner` supplies the raw-data defaults (identity, concatenate along the
+    sample axis, ``fit``).
+model
+    ``sample(n, rngs) -> (S, n, ...)`` where ``rngs`` holds one numpy ``Generator`` per
+    seed; replicate ``s`` must draw only from ``rngs[s]``.
+metric
+    ``metric(step) -> (S,)``: a number per seed, computed from a :class:`Step`.
+filter
+    ``filter(ctx) -> (S, m, ...)``: the synthetic samples to keep, given a
+    :class:`FilterContext` (the candidates, current and generation-0 models, the real
+    data, and ``ctx.draw(k)`` to ask the current model for more candidates).
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from collapse_lib.regimes import Regime, sample_sizes
+from collapse_lib.runtime import check_positive_int, seed_generators, seed_list
+
+Metric = Callable[["Step"], Any]
+Filter = Callable[["FilterContext"], Any]
+
+COLUMNS = ["generation", "seed", "condition", "metric", "value"]
+
+
+def concat(parts: Sequence[Any], axis: int = 1) -> Any:
+    """Concatenate numpy arrays or torch tensors along ``axis`` (the sample axis by default)."""
+    parts = [p for p in parts if p is not None]
+    if len(parts) == 1:
+        return parts[0]
+    if type(parts[0]).__module__.startswith("torch"):
+        import torch
+
+        return torch.cat(list(parts), dim=axis)
+    return np.concatenate(parts, axis=axis)
+
+
+def as_numpy(x: Any) -> np.ndarray:
+    """A numpy view of an array, a torch tensor (any device) or a number."""
+    if hasattr(x, "detach"):
+        x = x.detach().cpu().numpy()
+    return np.asarray(x)
+
+
+class Learner:
+    """Base class for batched learners: raw-data defaults for the accumulation protocol."""
+
+    def fit(self, data: Any) -> Any:
+        raise NotImplementedError
+
+    def summarize(self, data: Any) -> Any:
+        """What accumulation keeps of a batch: by default the raw data."""
+        return data
+
+    def merge(self, pooled: Any, new: Any) -> Any:
+        """Pool two summaries: by default concatenate the raw data along the sample axis."""
+        return concat([pooled, new], axis=1)
+
+    def fit_summary(self, summary: Any) -> Any:
+        """Fit from a (pooled) summary: by default ``fit`` on the raw data."""
+        return self.fit(summary)
+
+
+class SeedModels:
+    """The per-seed models of a :class:`PerSeed` learner, behaving as one batched model.
+
+    ``sample`` stacks each model's samples along a new seed axis; any other attribute
+    is stacked across seeds (``models.var`` -> array of shape ``(S,)``), so one metric
+    serves batched and per-seed learners alike.
+    """
+
+    def __init__(self, models: Sequence[Any]) -> None:
+        self.models = list(models)
+
+    def __len__(self) -> int:
+        return len(self.models)
+
+    def __getitem__(self, s: int) -> Any:
+        return self.models[s]
+
+    def sample(self, n: int, rngs: Sequence[np.random.Generator]) -> Any:
+        draws = [m.sample(n, g) for m, g in zip(self.models, rngs, strict=True)]
+        if hasattr(draws[0], "detach"):
+            import torch
+
+            return torch.stack(draws)
+        return np.stack(draws)
+
+    def __getattr__(self, name: str) -> np.ndarray:
+        if name.startswith("_") or name == "models":
+            raise AttributeError(name)
+        return np.stack([as_numpy(getattr(m, name)) for m in self.models])
+
+
+class PerSeed(Learner):
+    """Adapt a one-seed learner (``fit(data (n, ...))``, ``model.sample(n, rng)``) to the loop.
+
+    Summaries are kept per seed as a list, so a per-seed learner may define its own
+    ``summarize``/``merge``/``fit_summary`` for one seed.
+    """
+
+    def __init__(self, learner: Any) -> None:
+        self.learner = learner
+
+    def _one(self, name: str):
+        method = getattr(self.learner, name, None)
+        return method if method is not None else getattr(Learner, name).__get__(self.learner)
+
+    def fit(self, data: Any) -> SeedModels:
+        return SeedModels([self.learner.fit(d) for d in data])
+
+    def summarize(self, data: Any) -> list[Any]:
+        return [self._one("summarize")(d) for d in data]
+
+    def merge(self, pooled: list[Any], new: list[Any]) -> list[Any]:
+        merge = getattr(self.learner, "merge", None)
+        if merge is None:
+            return [concat([a, b], axis=0) for a, b in zip(pooled, new, strict=True)]
+        return [merge(a, b) for a, b in zip(pooled, new, strict=True)]
+
+    def fit_summary(self, summary: list[Any]) -> SeedModels:
+        return SeedModels([self._one("fit_summary")(s) for s in summary])
+
+
+@dataclass
+class Step:
+    """What a metric sees at generation ``generation``."""
+
+    generation: int
+    model: Any
+    truth: Any
+    data: Any  #: the new data of this generation (before pooling)
+    real: Any  #: the real data of generation 0
+    seeds: list[int]
+
+
+@dataclass
+class FilterContext:
+    """What a filter sees when it curates the synthetic candidates of ``generation``."""
+
+    generation: int
+    candidates: Any
+    model: Any  #: the model that produced the candidates (generation - 1)
+    model0: Any  #: the generation-0 model, fitted on real data only
+    real: Any  #: the real data of generation 0
+    truth: Any
+    rngs: list[np.random.Generator]
+
+    def draw(self, n: int) -> Any:
+        """Ask the current model for ``n`` more candidates per seed."""
+        return self.model.sample(check_positive_int(n, "n"), self.rngs)
+
+
+def _nonfinite_seeds(x: Any) -> np.ndarray:
+    """Indices along axis 0 whose entries contain NaN or inf (floating data only)."""
+    arr = as_numpy(x)
+    if not np.issubdtype(arr.dtype, np.inexact):
+        return np.array([], dtype=int)
+    bad = ~np.isfinite(arr.reshape(arr.shape[0], -1)).all(axis=1)
+    return np.flatnonzero(bad)
+
+
+def _check_finite(x: Any, what: str, seeds: list[int]) -> None:
+    bad = _nonfinite_seeds(x)
+    if bad.size:
+        raise FloatingPointError(
+            f"{what} is NaN or infinite for seed {seeds[bad[0]]}"
+            f" ({bad.size} of {len(seeds)} seeds affected)"
+        )
+
+
+def _check_batch(x: Any, n: int, n_seeds: int, what: str) -> None:
+    shape = tuple(x.shape)
+    if len(shape) < 2 or shape[0] != n_seeds or shape[1] != n:
+        raise ValueError(f"{what} must have shape (seeds={n_seeds}, n={n}, ...), got {shape}")
+
+
+def _show_progress(progress: bool | None) -> bool:
+    if progress is None:
+        return os.environ.get("COLLAPSE_LIB_PROGRESS", "1") != "0"
+    return bool(progress)
+
+
+def run(
+    learner: Any,
+    truth: Any,
+    regime: Regime,
+    *,
+    n: int | Callable[[int], int],
+    generations: int,
+    metrics: Mapping[str, Metric],
+    seeds: int | Sequence[int] = 100,
+    seed: int = 0,
+    filter: Filter | None = None,
+    condition: str | None = None,
+    progress: bool | None = None,
+) -> pd.DataFrame:
+    """Run the fit-sample-refit loop for ``generations`` generations on many seeds at once.
+
+    Parameters
+    ----------
+    learner
+        A batched learner (see the module docstring), or ``PerSeed(one_seed_learner)``.
+    truth
+        The real data distribution: a model with ``sample(n, rngs)``.
+    regime
+        From :func:`collapse_lib.regimes.regime`.
+    n
+        Samples per generation: an int, or a schedule ``t -> n_t``
+        (:func:`collapse_lib.regimes.sample_sizes`).
+    generations
+        Number of generations recorded, ``t = 0 .. generations - 1``; generation 0 is
+        fitted on real data only.
+    metrics
+        ``{name: metric}``; each metric maps a :class:`Step` to one number per seed.
+    seeds
+        Replicate indices (or their number ``S``). Replicate ``s`` draws only from its
+        own stream (:func:`collapse_lib.runtime.seed_generators`), so a run of seed
+        ``s`` alone gives the same numbers as seed ``s`` inside a batch.
+    seed
+        The root seed every stream derives from.
+    filter
+        Optional curation of the synthetic candidates (see :class:`FilterContext`).
+    condition
+        Label stored in the ``condition`` column; defaults to the regime's name.
+    progress
+        Show a progress bar over generations; ``None`` shows it unless the
+        environment sets ``COLLAPSE_LIB_PROGRESS=0`` (as the book build and tests do).
+
+    Returns
+    -------
+    pandas.DataFrame
+        Long form, one row per (generation, seed, metric), with columns
+        ``generation, seed, condition, metric, value``.
+    """
+    if not isinstance(regime, Regime):
+        raise ValueError(
+            f"regime must be a Regime (see collapse_lib.regimes.regime), got {regime!r}"
+        )
+    generations = check_positive_int(generations, "generations")
+    n_at = sample_sizes(check_positive_int(n, "n")) if not callable(n) else n
+    if not metrics:
+        raise ValueError("metrics must name at least one metric")
+    seeds = seed_list(seeds)
+    rngs = seed_generators(seed, seeds)
+    S = len(seeds)
+
+    def draw(model: Any, k: int, what: str) -> Any:
+        if k == 0:
+            return None
+        x = model.sample(k, rngs)
+        _check_batch(x, k, S, what)
+        _check_finite(x, what, seeds)
+        return x
+
+    values = {name: np.empty((generations, S)) for name in metrics}
+    real = draw(truth, check_positive_int(n_at(0), "n_0"), "real data at generation 0")
+    data, pool = real, learner.summarize(real)
+    model = model0 = learner.fit_summary(pool)
+
+    bar = None
+    if _show_progress(progress):
+        from tqdm.auto import tqdm
+
+        bar = tqdm(total=generations, desc=condition or regime.name, leave=False)
+    for t in range(generations):
+        if t > 0:
+            n_t = check_positive_int(n_at(t), f"n_{t}")
+            n_real = round(regime.alpha(t) * n_t)
+            source = (
+                f"synthetic data drawn from the model of generation {t - 1} (for generation {t})"
+            )
+            synthetic = draw(model, n_t - n_real, source)
+            if synthetic is not None and filter is not None:
+                ctx = FilterContext(t, synthetic, model, model0, real, truth, rngs)
+                synthetic = filter(ctx)
+                _check_finite(synthetic, f"filtered data at generation {t}", seeds)
+            data = concat([draw(truth, n_real, f"real data at generation {t}"), synthetic])
+            new = learner.summarize(data)
+            pool = learner.merge(pool, new) if regime.pooled else new
+            model = learner.fit_summary(pool)
+        step = Step(t, model, truth, data, real, seeds)
+        for name, metric in metrics.items():
+            v = as_numpy(metric(step)).astype(float).reshape(-1)
+            if v.shape != (S,):
+                raise ValueError(
+                    f"metric {name!r} must return one value per seed ({S}), got {v.shape}"
+                )
+            bad = np.flatnonzero(~np.isfinite(v))
+            if bad.size:
+                raise FloatingPointError(
+                    f"metric {name!r} is NaN or infinite at generation {t} for seed {seeds[bad[0]]}"
+                )
+            values[name][t] = v
+        if bar is not None:
+            bar.update()
+    if bar is not None:
+        bar.close()
+    return _tidy(values, seeds, condition or regime.name)
+
+
+def _tidy(values: Mapping[str, np.ndarray], seeds: list[int], condition: str) -> pd.DataFrame:
+    frames = []
+    for name, v in values.items():
+        T, S = v.shape
+        frames.append(
+            pd.DataFrame(
+                {
+                    "generation": np.repeat(np.arange(T), S),
+                    "seed": np.tile(np.asarray(seeds), T),
+                    "condition": condition,
+                    "metric": name,
+                    "value": v.reshape(-1),
+                }
+            )
+        )
+    return pd.concat(frames, ignore_index=True)
+
+
+def compare(conditions: Mapping[str, Regime], **kwargs: Any) -> pd.DataFrame:
+    """Run :func:`run` once per ``{label: regime}`` on the same seeds; one stacked table.
+
+    All conditions share the root seed, so generation 0 (real data) is identical
+    across them: differences are the regimes', not the dice's.
+    """
+    if not conditions:
+        raise ValueError("conditions must name at least one regime")
+    frames = [run(regime=r, condition=label, **kwargs) for label, r in conditions.items()]
+    return pd.concat(frames, ignore_index=True)
+
+
+def wide(df: pd.DataFrame, metric: str) -> pd.DataFrame:
+    """One metric as a (generation x seed) table per condition: rows (condition, generation)."""
+    sub = df[df["metric"] == metric]
+    if sub.empty:
+        raise ValueError(f"unknown metric {metric!r}; valid: {sorted(df['metric'].unique())}")
+    return sub.pivot_table(index=["condition", "generation"], columns="seed", values="value")

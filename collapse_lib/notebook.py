@@ -1,0 +1,55 @@
+"""Helpers for the chapter notebooks: the setup banner and ``glue`` that works everywhere.
+
+Inside the book build, :func:`glue` is myst-nb's ``glue`` (the value lands in the text
+through ``{glue:text}``); on Colab or in a plain Jupyter without myst-nb it simply
+shows the value, so a downloaded notebook runs as it is.
+"""
+
+from __future__ import annotations
+
+import platform
+from typing import Any
+
+import numpy as np
+
+from collapse_lib.runtime import check_choice, resolve_device, set_threads
+
+
+def glue(name: str, value: Any, display: bool = False) -> None:
+    """Record ``value`` under ``name`` for ``{glue:text}`` in the prose (myst-nb), else print it."""
+    if isinstance(value, np.generic):
+        value = value.item()
+    try:
+        from myst_nb import glue as myst_glue
+    except ImportError:  # Colab, plain Jupyter: no book machinery, just show it
+        print(f"{name} = {value}")
+        return
+    myst_glue(name, value, display=display)
+
+
+def setup(mode: str, device: str, seed: int, *, uses_torch: bool = False) -> str:
+    """Validate the parameters cell, fix the thread count, set the house style, print a banner.
+
+    Returns the device to use: for a chapter that ``uses_torch``, ``"auto"`` becomes
+    ``"cuda"`` when torch sees a GPU and ``"cpu"`` otherwise; a numpy-only chapter
+    checks the name and runs on ``"cpu"`` without importing torch.
+    """
+    from collapse_lib import __version__
+    from collapse_lib.plotting import set_style
+    from collapse_lib.runtime import DEVICES, MODES
+
+    check_choice(mode, MODES, "mode")
+    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
+        raise ValueError(f"seed must be a non-negative integer, got {seed!r}")
+    if uses_torch:
+        resolved = resolve_device(device)
+    else:
+        check_choice(str(device).split(":", 1)[0], DEVICES, "device")
+        resolved = "cpu"
+    threads = set_threads()
+    set_style()
+    print(
+        f"collapse_lib {__version__} | mode={mode} | device={resolved} | seed={seed}"
+        f" | threads={threads} | Python {platform.python_version()}"
+    )
+    return resolved

@@ -1,0 +1,159 @@
+"""Runtime: seeds, devices, thread counts and the quick/full presets of a chapter.
+
+Every random draw in the book flows from one integer, the notebook's ``seed``.
+Replicate ``s`` of an experiment gets its own numpy ``Generator``, built from
+``SeedSequence(seed, spawn_key=(s,))``: the stream of replicate ``s`` is the same
+whether it runs alone or inside a batch of thousands, which is what lets a
+batched learner and a per-seed learner agree number for number.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from collections.abc import Iterable, Mapping, Sequence
+from types import MappingProxyType
+from typing import Any
+
+import numpy as np
+
+MODES: tuple[str, ...] = ("quick", "full")
+DEVICES: tuple[str, ...] = ("auto", "cpu", "cuda", "mps")
+
+
+def check_positive_int(value: Any, name: str) -> int:
+    """Return ``value`` as an int, or raise ``ValueError`` naming ``name`` if it is not >= 1."""
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
+        raise ValueError(f"{name} must be a positive integer, got {value!r}")
+    if value < 1:
+        raise ValueError(f"{name} must be >= 1, got {value}")
+    return int(value)
+
+
+def check_fraction(value: Any, name: str) -> float:
+    """Return ``value`` as a float, or raise ``ValueError`` naming ``name`` if outside [0, 1]."""
+    try:
+        x = float(value)
+    except (TypeError, ValueError):
+        raise ValueError(f"{name} must be a number in [0, 1], got {value!r}") from None
+    if not 0.0 <= x <= 1.0:
+        raise ValueError(f"{name} must lie in [0, 1], got {value}")
+    return x
+
+
+def check_choice(value: Any, valid: Iterable[str], name: str) -> str:
+    """Return ``value`` if it is one of ``valid``, else raise ``ValueError`` listing them."""
+    valid = tuple(valid)
+    if value not in valid:
+        raise ValueError(f"unknown {name} {value!r}; valid: {', '.join(map(repr, valid))}")
+    return value
+
+
+def seed_list(seeds: int | Sequence[int]) -> list[int]:
+    """Normalise ``seeds``: an int S means replicates ``0..S-1``; a sequence is taken as is.
+
+    Raises ``ValueError`` for an empty list, negative or duplicate replicate indices.
+    """
+    if isinstance(seeds, (int, np.integer)) and not isinstance(seeds, bool):
+        return list(range(check_positive_int(seeds, "seeds")))
+    out = [int(s) for s in seeds]
+    if not out:
+        raise ValueError("seeds must not be empty")
+    if min(out) < 0:
+        raise ValueError(f"seeds must be non-negative replicate indices, got {min(out)}")
+    if len(set(out)) != len(out):
+        raise ValueError("seeds must not contain duplicates")
+    return out
+
+
+def seed_generators(seed: int, seeds: int | Sequence[int]) -> list[np.random.Generator]:
+    """One independent numpy ``Generator`` per replicate, derived from the root ``seed``.
+
+    Replicate ``s`` uses ``SeedSequence(seed, spawn_key=(s,))``, i.e. exactly the
+    ``s``-th child of ``SeedSequence(seed).spawn(...)``: its stream does not depend
+    on which other replicates run beside it.
+    """
+    return [
+        np.random.default_rng(np.random.SeedSequence(int(seed), spawn_key=(s,)))
+        for s in seed_list(seeds)
+    ]
+
+
+def rng(seed: int, *key: int) -> np.random.Generator:
+    """A single generator for one named purpose of a chapter: ``rng(seed, 3)``, ``rng(seed, 3, 1)``.
+
+    Keys are the spawn key, so different keys give independent streams and the
+    replicate streams of :func:`seed_generators` (one-element keys) are never reused
+    by a two-element key.
+    """
+    return np.random.default_rng(np.random.SeedSequence(int(seed), spawn_key=tuple(key)))
+
+
+def torch_generator(generator: np.random.Generator, device: str = "cpu"):
+    """A ``torch.Generator`` on ``device`` seeded from a numpy generator (per-seed learners)."""
+    import torch
+
+    g = torch.Generator(device=device)
+    g.manual_seed(int(generator.integers(0, 2**63 - 1)))
+    return g
+
+
+def resolve_device(device: str = "auto") -> str:
+    """Map ``"auto"`` to ``"cuda"`` when torch sees a GPU, else ``"cpu"``.
+
+    ``"cuda"``/``"mps"`` are checked for availability; an unknown name raises
+    ``ValueError`` listing the valid ones.
+    """
+    base = device.split(":", 1)[0] if isinstance(device, str) else device
+    check_choice(base, DEVICES, "device")
+    import torch
+
+    if device == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    if base == "cuda" and not torch.cuda.is_available():
+        raise ValueError("device 'cuda' was requested but torch sees no CUDA GPU; use 'cpu'")
+    if base == "mps" and not torch.backends.mps.is_available():
+        raise ValueError("device 'mps' was requested but torch sees no MPS device; use 'cpu'")
+    return device
+
+
+def set_threads(n: int | None = None) -> int:
+    """Set the BLAS and torch thread counts deliberately; return the count used.
+
+    ``n=None`` reads ``COLLAPSE_LIB_THREADS`` and falls back to 1: the book's
+    learners work on small matrices, where one thread per notebook is fastest
+    (measured) and leaves the other core to a second notebook. torch's pool is set
+    only if torch is already imported (importing it costs seconds).
+    """
+    if n is None:
+        n = int(os.environ.get("COLLAPSE_LIB_THREADS", "1"))
+    n = check_positive_int(n, "n")
+    from threadpoolctl import threadpool_limits
+
+    threadpool_limits(limits=n)
+    if "torch" in sys.modules:
+        sys.modules["torch"].set_num_threads(n)
+    return n
+
+
+class Presets:
+    """The quick and full sizes of a chapter, validated once.
+
+    >>> sizes = Presets(quick={"n": 20, "seeds": 200}, full={"n": 20, "seeds": 4000})
+    >>> sizes.select("quick")["seeds"]
+    200
+
+    Both modes must set the same names, so that quick mode runs the same code path
+    as full mode with smaller numbers.
+    """
+
+    def __init__(self, quick: Mapping[str, Any], full: Mapping[str, Any]) -> None:
+        if set(quick) != set(full):
+            diff = sorted(set(quick) ^ set(full))
+            raise ValueError(f"quick and full presets must set the same names; differ in {diff}")
+        self._modes = {"quick": dict(quick), "full": dict(full)}
+
+    def select(self, mode: str) -> Mapping[str, Any]:
+        """The read-only preset for ``mode`` ("quick" or "full")."""
+        check_choice(mode, MODES, "mode")
+        return MappingProxyType(self._modes[mode])

@@ -1,0 +1,110 @@
+"""Repository hygiene: notebooks stored clean, one repository URL, pins that agree."""
+
+import json
+import re
+from pathlib import Path
+
+import pytest
+import yaml
+
+ROOT = Path(__file__).resolve().parents[1]
+NOTEBOOKS = sorted((ROOT / "chapters").glob("*.ipynb"))
+PIN = re.compile(r"^([A-Za-z0-9_.\-\[\]]+)==([^\s;]+)")
+
+
+def pins(lines):
+    out = {}
+    for line in lines:
+        m = PIN.match(line.strip().lstrip("- ").strip())
+        if m:
+            out[m.group(1).lower().replace("_", "-")] = m.group(2)
+    return out
+
+
+def toc_files():
+    files = []
+
+    def walk(node):
+        if isinstance(node, dict):
+            if "file" in node:
+                files.append(node["file"])
+            for v in node.values():
+                walk(v)
+        elif isinstance(node, list):
+            for v in node:
+                walk(v)
+
+    walk(yaml.safe_load((ROOT / "_toc.yml").read_text()))
+    return files
+
+
+def repository_url():
+    return yaml.safe_load((ROOT / "_config.yml").read_text())["repository"]["url"]
+
+
+def test_there_are_chapters_and_all_are_in_the_toc():
+    assert NOTEBOOKS, "no chapter notebooks"
+    listed = {f for f in toc_files() if f.startswith("chapters/")}
+    assert listed == {f"chapters/{p.stem}" for p in NOTEBOOKS}
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.stem)
+def test_notebook_is_stored_without_outputs(path):
+    nb = json.loads(path.read_text())
+    for cell in nb["cells"]:
+        if cell["cell_type"] == "code":
+            assert cell.get("outputs") == [], f"{path.name}: stored outputs"
+            assert cell.get("execution_count") is None, f"{path.name}: stored execution count"
+    assert nb["metadata"]["kernelspec"]["name"] == "python3"
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.stem)
+def test_notebook_anatomy(path):
+    cells = json.loads(path.read_text())["cells"]
+    code = [c for c in cells if c["cell_type"] == "code"]
+    first = code[0]
+    assert "parameters" in first["metadata"].get("tags", []), "first code cell must be tagged"
+    params = "".join(first["source"])
+    for name, default in [("mode", '"full"'), ("device", '"auto"'), ("seed", "0")]:
+        assert re.search(rf"^{name} = {re.escape(default)}", params, re.M), name
+    guard = "".join(code[1]["source"])
+    assert '"google.colab" in sys.modules' in guard and "%pip install" in guard
+    assert f"git+{repository_url()}" in guard, "Colab install must use _config.yml's repository"
+    header = "".join(cells[0]["source"])
+    assert header.startswith("# Chapter"), "first cell: the chapter's title"
+    assert repository_url().removeprefix("https://github.com/") in header, "badges: same repo"
+    text = "".join("".join(c["source"]) for c in cells)
+    assert "{bibliography}" not in text, "the book has one references page"
+    assert text.count("{exercise-start}") >= 3, "at least three exercises"
+    assert text.count("{solution-start}") >= text.count("{exercise-start}")
+    assert "{prf:theorem}" in text
+    assert "setup(mode, device, seed" in text, "the setup cell validates the parameters"
+
+
+def test_environment_yml_agrees_with_lock():
+    lock = pins((ROOT / "requirements/lock.txt").read_text().splitlines())
+    env = yaml.safe_load((ROOT / "environment.yml").read_text())
+    pip_lines = next(d["pip"] for d in env["dependencies"] if isinstance(d, dict))
+    env_pins = pins(pip_lines)
+    direct = pins((ROOT / "requirements/pins.txt").read_text().splitlines())
+    assert env_pins, "environment.yml pins nothing"
+    for name, version in env_pins.items():
+        assert lock.get(name) == version, (
+            f"{name}: environment.yml {version}, lock {lock.get(name)}"
+        )
+    for name, version in direct.items():
+        assert lock.get(name) == version, f"{name}: pins.txt {version}, lock {lock.get(name)}"
+    book_deps = set(direct) - {"pytest", "ruff"}
+    assert book_deps <= set(env_pins), f"missing in environment.yml: {book_deps - set(env_pins)}"
+
+
+def test_torch_is_pinned_only_in_the_lock():
+    project = (ROOT / "pyproject.toml").read_text()
+    assert re.search(r'"torch>=\d', project) and "torch==" not in project
+    assert pins((ROOT / "requirements/lock.txt").read_text().splitlines())["torch"] == "2.13.0"
+
+
+def test_ci_runs_the_readme_test_command():
+    assert "make test" in (ROOT / ".ci/run").read_text()
+    assert "make test" in (ROOT / "README.md").read_text()
+    assert "make book" in (ROOT / "README.md").read_text()

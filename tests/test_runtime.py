@@ -1,0 +1,55 @@
+import numpy as np
+import pytest
+
+from collapse_lib.notebook import setup
+from collapse_lib.runtime import Presets, resolve_device, rng, seed_generators, set_threads
+
+
+def test_replicate_streams_do_not_depend_on_the_batch():
+    alone = seed_generators(7, [3])[0].standard_normal(5)
+    batch = seed_generators(7, 10)[3].standard_normal(5)
+    np.testing.assert_array_equal(alone, batch)
+    assert not np.array_equal(seed_generators(8, [3])[0].standard_normal(5), alone)
+
+
+def test_named_streams_are_independent_of_replicate_streams():
+    a = rng(0, 3).standard_normal(4)
+    b = seed_generators(0, [3])[0].standard_normal(4)
+    c = rng(0, 3, 1).standard_normal(4)
+    np.testing.assert_array_equal(a, b)  # one-element key = replicate 3, by design
+    assert not np.array_equal(a, c)
+
+
+def test_presets_select_and_validate():
+    p = Presets(quick={"n": 10}, full={"n": 100})
+    assert p.select("quick")["n"] == 10 and p.select("full")["n"] == 100
+    with pytest.raises(ValueError, match="unknown mode 'fast'; valid: 'quick', 'full'"):
+        p.select("fast")
+    with pytest.raises(ValueError, match="same names"):
+        Presets(quick={"n": 1}, full={"m": 1})
+    with pytest.raises(TypeError):
+        p.select("quick")["n"] = 3  # read-only
+
+
+def test_devices():
+    assert resolve_device("cpu") == "cpu"
+    assert resolve_device("auto") in {"cpu", "cuda"}
+    with pytest.raises(ValueError, match="unknown device 'tpu'; valid: 'auto', 'cpu'"):
+        resolve_device("tpu")
+
+
+def test_threads():
+    assert set_threads(1) == 1
+    with pytest.raises(ValueError, match="n must be >= 1"):
+        set_threads(0)
+
+
+def test_notebook_setup_validates_parameters(capsys):
+    assert setup("quick", "auto", 0) == "cpu"
+    assert "collapse_lib" in capsys.readouterr().out
+    with pytest.raises(ValueError, match="unknown mode"):
+        setup("fast", "auto", 0)
+    with pytest.raises(ValueError, match="unknown device"):
+        setup("quick", "gpu", 0)
+    with pytest.raises(ValueError, match="seed must be a non-negative integer"):
+        setup("quick", "cpu", -1)
