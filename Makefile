@@ -69,7 +69,7 @@ lab: $(STAMP)
 lock: $(PY)
 	rm -rf $(VENV)-lock && $(PYTHON) -m venv $(VENV)-lock
 	$(VENV)-lock/bin/pip install --quiet -c requirements/pins.txt -e ".[book,dev]"
-	$(VENV)-lock/bin/pip freeze --exclude-editable | sort > $(LOCK)
+	$(VENV)-lock/bin/pip freeze --exclude-editable | sed 's/^torch==\([0-9.]*\)+cpu$$/torch==\1/' | sort > $(LOCK)
 	rm -rf $(VENV)-lock
 
 clean:
