@@ -15,7 +15,6 @@ STAMP := $(VENV)/.installed
 
 export COLLAPSE_LIB_PROGRESS ?= 0
 export PYTHONHASHSEED := 0
-export MPLBACKEND := Agg
 
 .PHONY: help setup book test lint format chapter lab student lock clean
 
