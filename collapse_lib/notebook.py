@@ -30,6 +30,9 @@ def glue(name: str, value: Any, display: bool = False) -> None:
 def setup(mode: str, device: str, seed: int, *, uses_torch: bool = False) -> str:
     """Validate the parameters cell, fix the thread count, set the house style, print a banner.
 
+    In the book build it also glues ``collapse_lib_version``, ``run_mode`` and ``run_seed``
+    for the chapter header.
+
     Returns the device to use: for a chapter that ``uses_torch``, ``"auto"`` becomes
     ``"cuda"`` when torch sees a GPU and ``"cpu"`` otherwise; a numpy-only chapter
     checks the name and runs on ``"cpu"`` without importing torch.
@@ -52,4 +55,14 @@ def setup(mode: str, device: str, seed: int, *, uses_torch: bool = False) -> str
         f"collapse_lib {__version__} | mode={mode} | device={resolved} | seed={seed}"
         f" | threads={threads} | Python {platform.python_version()}"
     )
+    try:  # for the header's "executed with" line in the book; nothing to do elsewhere
+        from myst_nb import glue as myst_glue
+    except ImportError:
+        return resolved
+    for name, value in [
+        ("collapse_lib_version", __version__),
+        ("run_mode", mode),
+        ("run_seed", seed),
+    ]:
+        myst_glue(name, value, display=False)
     return resolved
