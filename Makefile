@@ -16,7 +16,11 @@ STAMP := $(VENV)/.installed
 export COLLAPSE_LIB_PROGRESS ?= 0
 export PYTHONHASHSEED := 0
 
-.PHONY: help setup book test lint format chapter lab student lock clean
+.PHONY: help setup book test lint format chapter lab student lock clean browser
+
+# Headless Chromium for the browser checks: Debian's package, never a downloaded browser.
+CHROMIUM := /usr/bin/chromium
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
 help:
 	@echo "make book [MODE=quick] [DEVICE=cuda]   execute every chapter and build the HTML book"
@@ -50,11 +54,20 @@ format: $(STAMP)
 test: $(STAMP)
 	@start=$$(date +%s); \
 	$(MAKE) --no-print-directory lint; \
-	$(VENV)/bin/pytest -m "not book" -q; \
+	$(VENV)/bin/pytest -m "not book and not browser" -q; \
 	$(PY) tools/book.py build --mode quick --device cpu --seed $(SEED) --jobs $(JOBS); \
 	$(VENV)/bin/pytest -m book -q; \
+	$(MAKE) --no-print-directory browser; \
 	$(PY) tools/book.py timings; \
 	echo "make test took $$(( $$(date +%s) - start )) s"
+
+$(CHROMIUM):
+	$(SUDO) apt-get update -qq
+	DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq chromium
+
+# The built site in headless Chromium (needs a build in _build/book); screenshots in _build/screenshots.
+browser: $(STAMP) $(CHROMIUM)
+	$(VENV)/bin/pytest -m browser -q
 
 chapter: $(STAMP)
 	@test -n "$(NAME)" || { echo "usage: make chapter NAME=00_collapse_in_one_picture [MODE=quick]"; exit 2; }

@@ -1,0 +1,203 @@
+"""The built site, checked in a real browser (headless Debian Chromium driven by Playwright).
+
+Run by `make test` after the quick build. The site is served on a loopback port; every
+request to any other host is blocked, as a reader's browser offline or behind a firewall
+would see it: the pages must render their math (MathJax ships with the site) and figures
+without a CDN. A full-page screenshot of every chapter lands in `_build/screenshots/`.
+"""
+
+from __future__ import annotations
+
+import functools
+import re
+import shutil
+import threading
+import urllib.parse
+from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+
+import pytest
+import yaml
+
+ROOT = Path(__file__).resolve().parents[1]
+HTML = ROOT / "_build" / "book" / "_build" / "html"
+SHOTS = ROOT / "_build" / "screenshots"
+CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
+FLAGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+    "--disable-quic",
+]
+
+pytestmark = pytest.mark.browser
+
+
+def toc_files() -> list[str]:
+    toc = yaml.safe_load((ROOT / "_toc.yml").read_text())
+    return [toc["root"]] + [c["file"] for part in toc["parts"] for c in part["chapters"]]
+
+
+CHAPTERS = [f for f in toc_files() if f.startswith("chapters/")]
+REPO = yaml.safe_load((ROOT / "_config.yml").read_text())["repository"]["url"]
+
+
+class QuietHandler(SimpleHTTPRequestHandler):
+    def log_message(self, *args):  # keep pytest's output readable
+        pass
+
+
+@pytest.fixture(scope="module")
+def site():
+    assert (HTML / "index.html").exists(), "build the book first (tools/book.py build)"
+    handler = functools.partial(QuietHandler, directory=str(HTML))
+    server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{server.server_address[1]}"
+    server.shutdown()
+    server.server_close()
+
+
+@pytest.fixture(scope="module")
+def browser():
+    playwright = pytest.importorskip("playwright.sync_api")
+    assert Path(CHROMIUM).exists(), "Debian's chromium is needed (the Makefile installs it)"
+    with playwright.sync_playwright() as p:
+        b = p.chromium.launch(executable_path=CHROMIUM, headless=True, args=FLAGS)
+        yield b
+        b.close()
+
+
+class Visit:
+    """One page load with its console errors, failed local requests and blocked requests."""
+
+    def __init__(self, browser, site: str, path: str):
+        self.page = browser.new_page(viewport={"width": 1280, "height": 900})
+        self.errors: list[str] = []
+        self.failed: list[str] = []
+        self.blocked: list[str] = []
+        self.page.on("console", lambda m: m.type == "error" and self.errors.append(m.text))
+        self.page.on("pageerror", lambda e: self.errors.append(str(e)))
+        self.page.on(
+            "requestfailed", lambda r: r.url.startswith(site) and self.failed.append(r.url)
+        )
+        self.page.on(
+            "response",
+            lambda r: r.url.startswith(site) and r.status >= 400 and self.failed.append(r.url),
+        )
+
+        def route(r):
+            if r.request.url.startswith(site):
+                r.continue_()
+            else:
+                self.blocked.append(r.request.url)
+                r.abort()
+
+        self.page.route("**/*", route)
+        self.page.goto(f"{site}/{path}", wait_until="load")
+        self.page.wait_for_load_state("networkidle")
+
+    def wait_for_math(self) -> None:
+        self.page.wait_for_function(
+            "() => !document.querySelector('.math') || "
+            "(window.MathJax && MathJax.startup && MathJax.startup.promise && "
+            "document.querySelectorAll('mjx-container').length > 0)",
+            timeout=30_000,
+        )
+        self.page.evaluate("() => window.MathJax ? MathJax.startup.promise : null")
+
+    def close(self) -> None:
+        self.page.close()
+
+
+@pytest.mark.parametrize("file", toc_files())
+def test_page_loads_cleanly_and_renders_math_figures_and_glue(browser, site, file):
+    v = Visit(browser, site, f"{file}.html")
+    try:
+        v.wait_for_math()
+        assert v.failed == [], f"failed local requests: {v.failed}"
+        assert v.blocked == [], f"the page needs other hosts: {v.blocked}"
+        assert v.errors == [], f"console errors: {v.errors}"
+        page = v.page
+        raw = page.evaluate(
+            "() => Array.from(document.querySelectorAll('.math'))"
+            ".filter(e => !e.querySelector('mjx-container')).length"
+        )
+        assert raw == 0, f"{raw} equations left unrendered"
+        text = page.inner_text("article")
+        assert "$$" not in text and "\\(" not in text and "\\[" not in text
+        images = page.evaluate(
+            "() => Array.from(document.images).map(i => [i.src, i.complete && i.naturalWidth])"
+        )
+        assert all(width for _, width in images), f"broken images: {images}"
+        empty = page.evaluate(
+            "() => Array.from(document.querySelectorAll('.pasted-text, .pasted-inline'))"
+            ".filter(e => e.textContent.trim() === '').length"
+        )
+        assert empty == 0, f"{empty} empty glue placeholders"
+        if file in CHAPTERS:
+            assert len(images) >= 1, "a chapter without figures"
+            SHOTS.mkdir(parents=True, exist_ok=True)
+            page.screenshot(path=str(SHOTS / f"{Path(file).name}.png"), full_page=True)
+    finally:
+        v.close()
+
+
+@pytest.mark.parametrize("file", CHAPTERS)
+def test_solutions_are_hidden_until_clicked(browser, site, file):
+    v = Visit(browser, site, f"{file}.html")
+    try:
+        solutions = v.page.locator("div.solution.dropdown")
+        count = solutions.count()
+        assert count >= 3
+        for i in range(count):
+            body = solutions.nth(i).locator("section").first
+            assert not body.is_visible(), f"solution {i} is visible before a click"
+        first = solutions.first
+        first.locator(".toggle-button, .admonition-title").first.click()
+        first.locator("section").first.wait_for(state="visible", timeout=5_000)
+    finally:
+        v.close()
+
+
+@pytest.mark.parametrize("file", CHAPTERS)
+def test_launch_and_download_buttons(browser, site, file):
+    v = Visit(browser, site, f"{file}.html")
+    try:
+        hrefs = v.page.evaluate("() => Array.from(document.querySelectorAll('a')).map(a => a.href)")
+        slug = REPO.removeprefix("https://github.com/")
+        nb = f"{file}.ipynb"
+        colab = [h for h in hrefs if h.startswith("https://colab.research.google.com/")]
+        binder = [h for h in hrefs if h.startswith("https://mybinder.org/")]
+        assert colab and binder, "launch buttons missing"
+        for h in colab:
+            assert h == f"https://colab.research.google.com/github/{slug}/blob/main/{nb}", h
+        for h in binder:
+            url = urllib.parse.urlparse(h)
+            assert url.path == f"/v2/gh/{slug}/main", h
+            query = urllib.parse.parse_qs(url.query)
+            target = (query.get("urlpath") or query.get("labpath"))[0]
+            assert target.endswith(nb), h
+        download = [h for h in hrefs if h.startswith(site) and h.endswith(".ipynb")]
+        assert download, "no download button for the notebook"
+        for h in download:
+            response = v.page.request.get(h)
+            assert response.ok, h
+            assert '"cells"' in response.text()
+    finally:
+        v.close()
+
+
+def test_search_finds_a_word_from_a_chapter(browser, site):
+    v = Visit(browser, site, "search.html?q=accumulate")
+    try:
+        v.page.wait_for_selector("#search-results li", timeout=30_000)
+        results = v.page.inner_text("#search-results")
+        titles = [re.sub(r"\s+", " ", t) for t in results.splitlines() if t.strip()]
+        assert any("Chapter 0" in t for t in titles), titles[:10]
+    finally:
+        v.close()
