@@ -10,7 +10,7 @@
 from __future__ import annotations
 
 DEFAULT_MODE = (
-    "const root = document.documentElement; if (!root.dataset.mode) root.dataset.mode = 'auto';"
+    "(() => { const d = document.documentElement.dataset; d.mode = d.mode || 'auto'; })();"
 )
 
 
