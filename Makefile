@@ -27,6 +27,7 @@ help:
 	@echo "make test                              lint, library tests, quick build, HTML checks"
 	@echo "make chapter NAME=00_collapse_in_one_picture [MODE=quick]   run one chapter"
 	@echo "make lab                               open the notebooks in JupyterLab"
+	@echo "make student                           the student edition (no solutions) in _build/student"
 	@echo "make lint | format | clean"
 
 $(PY):
@@ -54,10 +55,12 @@ format: $(STAMP)
 test: $(STAMP)
 	@start=$$(date +%s); \
 	$(MAKE) --no-print-directory lint; \
-	$(VENV)/bin/pytest -m "not book and not browser" -q; \
+	$(VENV)/bin/pytest -m "not book and not browser and not student" -q; \
 	$(PY) tools/book.py build --mode quick --device cpu --seed $(SEED) --jobs $(JOBS); \
 	$(VENV)/bin/pytest -m book -q; \
 	$(MAKE) --no-print-directory browser; \
+	$(PY) tools/book.py student --execute --jobs $(JOBS); \
+	$(VENV)/bin/pytest -m student -q; \
 	$(PY) tools/book.py timings; \
 	echo "make test took $$(( $$(date +%s) - start )) s"
 
@@ -68,6 +71,10 @@ $(CHROMIUM):
 # The built site in headless Chromium (needs a build in _build/book); screenshots in _build/screenshots.
 browser: $(STAMP) $(CHROMIUM)
 	$(VENV)/bin/pytest -m browser -q
+
+# The student edition: every solution removed, starter cells in place, quick mode by default.
+student: $(STAMP)
+	$(PY) tools/book.py student
 
 chapter: $(STAMP)
 	@test -n "$(NAME)" || { echo "usage: make chapter NAME=00_collapse_in_one_picture [MODE=quick]"; exit 2; }

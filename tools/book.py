@@ -3,6 +3,7 @@
     python tools/book.py build [--mode full|quick] [--device auto|cpu|cuda] [--seed 0] [--jobs 2]
     python tools/book.py run NAME [--mode quick] ...   # one chapter, into _build/run/NAME.ipynb
     python tools/book.py timings                       # the last build's times against budgets
+    python tools/book.py student [--execute]           # the student edition, in _build/student
 
 The source notebooks in ``chapters/`` are never written. ``build`` copies the book's
 sources into a staging folder (``_build/book``), executes every chapter listed in
@@ -18,6 +19,7 @@ import argparse
 import json
 import os
 import platform
+import re
 import shutil
 import subprocess
 import sys
@@ -35,6 +37,7 @@ BUILD = ROOT / "_build"
 STAGING = BUILD / "book"
 HTML = STAGING / "_build" / "html"
 TIMINGS = BUILD / "timings.json"
+STUDENT = BUILD / "student"
 BUDGETS = {"quick": 60.0, "full": 300.0}  # seconds on a 2-core CPU, unless a chapter says more
 MARKER = "<!-- execution-times -->"
 VERSIONS = [
@@ -78,13 +81,17 @@ def budget(nb_path: Path, mode: str) -> float:
     return float(meta.get(f"budget_{mode}_s", BUDGETS[mode]))
 
 
-def execute(name: str, out_dir: Path, mode: str, device: str, seed: int) -> dict:
-    """Run one chapter with papermill into ``out_dir``; never touches ``chapters/``."""
+def source(name: str) -> Path:
+    """The source notebook of chapter ``name``; a clear error for an unknown name."""
     src = ROOT / "chapters" / f"{name}.ipynb"
     if not src.exists():
-        raise SystemExit(
-            f"no chapter notebook {src.relative_to(ROOT)}; chapters: {', '.join(chapters())}"
-        )
+        raise SystemExit(f"unknown chapter {name!r}; chapters: {', '.join(chapters())}")
+    return src
+
+
+def execute(src: Path, out_dir: Path, mode: str, device: str, seed: int) -> dict:
+    """Run one notebook with papermill into ``out_dir``; the source is never written."""
+    name = src.stem
     out = out_dir / f"{name}.ipynb"
     out.parent.mkdir(parents=True, exist_ok=True)
     start = time.perf_counter()
@@ -191,7 +198,10 @@ def build(args: argparse.Namespace) -> int:
     with ThreadPoolExecutor(max_workers=args.jobs) as pool:
         results = list(
             pool.map(
-                lambda n: execute(n, STAGING / "chapters", args.mode, args.device, args.seed), names
+                lambda n: execute(
+                    source(n), STAGING / "chapters", args.mode, args.device, args.seed
+                ),
+                names,
             )
         )
     TIMINGS.write_text(json.dumps(results, indent=1))
@@ -217,13 +227,70 @@ def build(args: argparse.Namespace) -> int:
 
 def run_one(args: argparse.Namespace) -> int:
     os.environ.setdefault("COLLAPSE_LIB_PROGRESS", "0")
-    r = execute(args.name, BUILD / "run", args.mode, args.device, args.seed)
+    r = execute(source(args.name), BUILD / "run", args.mode, args.device, args.seed)
     print(table([r]))
     print(f"executed copy: {r['output']}")
     if r["error"]:
         print(f"FAILED: {r['error']}", file=sys.stderr)
         return 1
     return 0
+
+
+def student_notebook(nb: nbformat.NotebookNode) -> nbformat.NotebookNode:
+    """The student edition of a chapter: solutions removed, starter cells shown, quick mode.
+
+    Every cell from a ``{solution-start}`` cell to its ``{solution-end}`` cell goes. A code
+    cell tagged ``starter`` (hidden from the instructor's book by ``remove-cell``) is where
+    the student writes the answer; it must run as it is, so an unanswered exercise never
+    stops the notebook.
+    """
+    cells, inside = [], False
+    for cell in nb.cells:
+        text = cell.source
+        if "{solution-start}" in text:
+            inside = True
+        if not inside:
+            tags = cell.metadata.get("tags", [])
+            if "starter" in tags:
+                cell.metadata["tags"] = [t for t in tags if t != "remove-cell"]
+            if "parameters" in tags:
+                cell.source = re.sub(r'^mode = "full"', 'mode = "quick"', text, flags=re.M)
+            cells.append(cell)
+        if "{solution-end}" in text:
+            if not inside:
+                raise SystemExit("a {solution-end} without its {solution-start}")
+            inside = False
+    if inside:
+        raise SystemExit("a {solution-start} without its {solution-end}")
+    nb.cells = cells
+    return nb
+
+
+def student(args: argparse.Namespace) -> int:
+    out = STUDENT / "chapters"
+    if STUDENT.exists():
+        shutil.rmtree(STUDENT)
+    out.mkdir(parents=True)
+    for name in chapters():
+        nb = nbformat.read(source(name), as_version=4)
+        nbformat.write(student_notebook(nb), out / f"{name}.ipynb")
+    print(f"student notebooks (no solutions, quick mode by default): {out}")
+    if not args.execute:
+        return 0
+    os.environ.setdefault("COLLAPSE_LIB_PROGRESS", "0")
+    os.environ.setdefault("COLLAPSE_LIB_THREADS", "1")
+    with ThreadPoolExecutor(max_workers=args.jobs) as pool:
+        results = list(
+            pool.map(
+                lambda n: execute(out / f"{n}.ipynb", STUDENT / "executed", "quick", "cpu", 0),
+                chapters(),
+            )
+        )
+    print(table(results))
+    failed = [r for r in results if r["error"]]
+    for r in failed:
+        print(f"FAILED student {r['name']}: {r['error']}", file=sys.stderr)
+    return 1 if failed else 0
 
 
 def timings(_: argparse.Namespace) -> int:
@@ -244,10 +311,14 @@ def main(argv: list[str] | None = None) -> int:
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     sub = parser.add_subparsers(dest="command", required=True)
-    for name, func in [("build", build), ("run", run_one), ("timings", timings)]:
+    commands = [("build", build), ("run", run_one), ("timings", timings), ("student", student)]
+    for name, func in commands:
         p = sub.add_parser(name)
         p.set_defaults(func=func)
-        if name == "timings":
+        if name == "student":
+            p.add_argument("--execute", action="store_true", help="run each in quick mode")
+            p.add_argument("--jobs", type=int, default=2, help="notebooks executed at once")
+        if name in ("timings", "student"):
             continue
         if name == "run":
             p.add_argument("name", help="chapter notebook name, e.g. 00_collapse_in_one_picture")
