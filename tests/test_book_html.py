@@ -14,11 +14,21 @@ EXECUTED = ROOT / "_build" / "book" / "chapters"
 pytestmark = pytest.mark.book
 
 
-def toc_files():
-    toc = yaml.safe_load((ROOT / "_toc.yml").read_text())
-    files = [toc["root"]]
-    for part in toc.get("parts", []):
-        files += [c["file"] for c in part["chapters"]]
+def toc_files() -> list[str]:
+    """Every page of the book, in ``_toc.yml`` order (sections included)."""
+    files: list[str] = []
+
+    def walk(node):
+        if isinstance(node, dict):
+            if isinstance(node.get("file") or node.get("root"), str):
+                files.append(node.get("file") or node["root"])
+            for value in node.values():
+                walk(value)
+        elif isinstance(node, list):
+            for value in node:
+                walk(value)
+
+    walk(yaml.safe_load((ROOT / "_toc.yml").read_text()))
     return files
 
 

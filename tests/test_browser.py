@@ -37,8 +37,21 @@ pytestmark = pytest.mark.browser
 
 
 def toc_files() -> list[str]:
-    toc = yaml.safe_load((ROOT / "_toc.yml").read_text())
-    return [toc["root"]] + [c["file"] for part in toc["parts"] for c in part["chapters"]]
+    """Every page of the book, in ``_toc.yml`` order (sections included)."""
+    files: list[str] = []
+
+    def walk(node):
+        if isinstance(node, dict):
+            if isinstance(node.get("file") or node.get("root"), str):
+                files.append(node.get("file") or node["root"])
+            for value in node.values():
+                walk(value)
+        elif isinstance(node, list):
+            for value in node:
+                walk(value)
+
+    walk(yaml.safe_load((ROOT / "_toc.yml").read_text()))
+    return files
 
 
 CHAPTERS = [f for f in toc_files() if f.startswith("chapters/")]
