@@ -81,3 +81,55 @@ def _ch0_alpha(answer: Any) -> tuple[bool, str]:
     expected = grid[np.argmax(long_run >= accumulate_variance_limit(20))]
     ok = abs(_number(answer) - expected) <= 0.025  # half a grid step
     return ok, "Compare the last value of mixture_moments(2000, 20, alpha)[0] with the limit."
+
+
+# ---- Chapter 1 ------------------------------------------------------------------------
+
+
+@checker("ch1-ex-unbiased")
+def _ch1_unbiased(answer: Any) -> tuple[bool, str]:
+    """First generation ``t`` at which the median ``sigma_t^2`` (ddof = 1, replace, n = 20) < 1/10.
+
+    The median of ``log sigma_t^2`` is close to its mean ``(t + 1) E log(chi^2_{n-1}/(n-1))``.
+    """
+    from scipy.special import digamma
+
+    t = _number(answer)
+    n = 20
+    drift = digamma((n - 1) / 2) - np.log((n - 1) / 2)
+    expected = int(np.ceil(np.log(0.1) / drift)) - 1
+    ok = abs(t - expected) <= 5  # with 500 seeds the simulated crossing varies by about +-4
+    return ok, "Find where the median over seeds, not the mean, first drops below 0.1."
+
+
+@checker("ch1-ex-round2")
+def _ch1_round2(answer: Any) -> tuple[bool, str]:
+    """The large-n limit of ``1 - E(1 - V/4)^n``, ``V ~ Beta(1, n)``."""
+    from collapse_lib.iterative_mle import spike_round2_bound
+
+    ok = abs(_number(answer) - spike_round2_bound(10**6)) <= 0.005
+    return ok, "As n grows, n V tends to an Exp(1) variable E; compute 1 - E[exp(-E/4)]."
+
+
+# ---- Chapter 2 ------------------------------------------------------------------------
+
+
+@checker("ch2-ex-wishart")
+def _ch2_wishart(answer: Any) -> tuple[bool, str]:
+    """Extra test error per generation of least squares, d = 50, T0 = 60, sigma0 = 1."""
+    from collapse_lib.regression import ols_error
+
+    expected = float(ols_error(1, d=50, T=200, T0=60, sigma=0.0, sigma0=1.0))
+    ok = abs(_number(answer) - expected) <= 0.01 * expected  # an exact formula
+    return ok, "The increment is sigma0^2 E tr[Sigma (X^T X)^{-1}]: use the inverse-Wishart mean."
+
+
+@checker("ch2-ex-decompose")
+def _ch2_decompose(answer: Any) -> tuple[bool, str]:
+    """Synthetic part (iii) of the ridge error at n = 5: d = 100, T = 50, T0 = 200, lambda = 1."""
+    from collapse_lib.regression import ridge_theory
+
+    theory = ridge_theory(np.ones(100), np.full(100, 0.1), 1.0, T=50, T0=200, sigma=1.0, sigma0=1.0)
+    expected = 5 * float(theory.increment())
+    ok = abs(_number(answer) - expected) <= 0.1 * expected  # 100 seeds: Monte Carlo error of ~3 %
+    return ok, "Average ||w_pred(X delta_5)||^2 over the seeds; the noise E plays no part in it."

@@ -394,3 +394,17 @@ def test_theory_bad_inputs():
         spike_round2_bound(0)
     with pytest.raises(ValueError, match="var"):
         KnownVarianceGaussianMLE(var=0.0)
+
+
+def test_exercise_checkers(capsys):
+    from collapse_lib.exercises import check
+
+    drift = digamma(19 / 2) - np.log(19 / 2)  # n = 20
+    expected = int(np.ceil(np.log(0.1) / drift)) - 1
+    assert expected == 42
+    assert check("ch1-ex-unbiased", expected + 4) is True
+    assert check("ch1-ex-unbiased", expected + 6) is False
+    assert check("ch1-ex-unbiased", None) is None
+    assert check("ch1-ex-round2", 0.2) is True
+    assert check("ch1-ex-round2", 0.24) is False  # the exact-MLE limit is not the answer
+    assert "correct" in capsys.readouterr().out

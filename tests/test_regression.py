@@ -16,7 +16,6 @@ from sklearn.linear_model import Ridge
 from threadpoolctl import threadpool_limits
 
 from collapse_lib import regression as R
-from collapse_lib.loop import PerSeed
 from collapse_lib.runtime import seed_generators
 
 SEED = 0
@@ -89,7 +88,6 @@ def test_chain_batched_equals_per_seed_and_chunked():
     assert sorted(batched.table["generation"].unique()) == list(range(5))
     gen = batched.table.pivot(index="seed", columns="generation", values="value").to_numpy()
     np.testing.assert_allclose(gen, R.excess_risk(batched.weights, w0, e), rtol=1e-12)
-    assert isinstance(PerSeed(R.LeastSquares(R.GaussianDesign(e), 1.0)), PerSeed)
 
 
 def test_student_t_design_has_the_covariance_and_heavier_tails():
