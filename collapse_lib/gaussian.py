@@ -12,23 +12,13 @@ samples; every later generation adds (accumulate) or uses (replace) ``n`` new sa
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
 from scipy.special import digamma, polygamma
 
 from collapse_lib.loop import Learner
-from collapse_lib.runtime import check_fraction, check_positive_int
-
-Rngs = np.random.Generator | Sequence[np.random.Generator]
-
-
-def standard_normal(rngs: Rngs, n: int) -> np.ndarray:
-    """``n`` standard normals per seed: ``(S, n)`` for a list of generators, ``(n,)`` for one."""
-    if isinstance(rngs, np.random.Generator):
-        return rngs.standard_normal(n)
-    return np.stack([g.standard_normal(n) for g in rngs])
+from collapse_lib.runtime import Rngs, check_fraction, check_positive_int, standard_normal
 
 
 @dataclass

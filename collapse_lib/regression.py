@@ -43,9 +43,14 @@ from sklearn.metrics.pairwise import rbf_kernel
 
 from collapse_lib.loop import Learner, PerSeed, Step, run
 from collapse_lib.regimes import regime
-from collapse_lib.runtime import check_choice, check_positive_int, rng, seed_list
-
-Rngs = np.random.Generator | Sequence[np.random.Generator]
+from collapse_lib.runtime import (
+    Rngs,
+    check_choice,
+    check_positive_int,
+    rng,
+    seed_list,
+    standard_normal,
+)
 
 #: Spawn-key prefixes of the chapter's auxiliary random streams (two or more elements, so they never
 #: coincide with the loop's one-element replicate streams).
@@ -98,16 +103,6 @@ def _lams(lams: Any) -> np.ndarray:
     if not np.all(np.isfinite(grid)) or np.any(grid < 0):
         raise ValueError("lams must be finite and >= 0")
     return grid
-
-
-def _normal(rngs: Rngs, shape: tuple[int, ...]) -> np.ndarray:
-    """Standard normals per seed: ``(S, *shape)`` for a list of generators, ``shape`` for one."""
-    if isinstance(rngs, np.random.Generator):
-        return rngs.standard_normal(shape)
-    out = np.empty((len(rngs), *shape))
-    for g, block in zip(rngs, out, strict=True):
-        g.standard_normal(out=block)
-    return out
 
 
 def downstream_rngs(seed: int, seeds: int | Sequence[int], *key: int) -> list[np.random.Generator]:
@@ -174,7 +169,7 @@ class GaussianDesign:
 
     def sample(self, n: int, rngs: Rngs) -> np.ndarray:
         n = check_positive_int(n, "n")
-        X = _normal(rngs, (n, self.dim))
+        X = standard_normal(rngs, (n, self.dim))
         X *= np.sqrt(self.eigs)
         return X
 
@@ -203,7 +198,7 @@ class StudentTDesign:
 
     def sample(self, n: int, rngs: Rngs) -> np.ndarray:
         n = check_positive_int(n, "n")
-        X = _normal(rngs, (n, self.dim))
+        X = standard_normal(rngs, (n, self.dim))
         if isinstance(rngs, np.random.Generator):
             g = rngs.chisquare(self.nu, n)
         else:
@@ -316,7 +311,7 @@ class LinearModel:
 
     def sample(self, n: int, rngs: Rngs) -> np.ndarray:
         X = self.design.sample(n, rngs)
-        y = self.predict(X) + self.noise * _normal(rngs, (n,))
+        y = self.predict(X) + self.noise * standard_normal(rngs, (n,))
         return pack(X, y)
 
 
@@ -645,7 +640,7 @@ def downstream_errors(
     sigma = _nonneg(sigma, "sigma")
     grid = _lams(lams)
     X = GaussianDesign(e).sample(T, rngs)
-    E = sigma * _normal(rngs, (T,))
+    E = sigma * standard_normal(rngs, (T,))
     Y = X @ np.swapaxes(W, 1, 2) + E[..., None]  # (S, T, N)
     path = RidgePath(X, Y)
     out = np.empty((W.shape[0], W.shape[1], grid.size))
@@ -1034,7 +1029,7 @@ class PoolTruth:
     def sample(self, n: int, rngs: Rngs) -> np.ndarray:
         idx = self.design.indices(n, rngs)
         Y = self.Y[idx]
-        return pack(self.design.X[idx], Y + self.noise * _normal(rngs, Y.shape[-2:]))
+        return pack(self.design.X[idx], Y + self.noise * standard_normal(rngs, Y.shape[-2:]))
 
 
 @dataclass(eq=False)
@@ -1053,7 +1048,7 @@ class KernelRidgeModel:
     def sample(self, n: int, rngs: Rngs) -> np.ndarray:
         X = self.design.sample(n, rngs)
         F = self.predict(X)
-        return pack(X, F + self.noise * _normal(rngs, F.shape[-2:]))
+        return pack(X, F + self.noise * standard_normal(rngs, F.shape[-2:]))
 
 
 @dataclass(eq=False)
@@ -1137,7 +1132,7 @@ def digits_downstream_mse(
     design = PoolDesign(task.pool_X)
     idx = design.indices(check_positive_int(T, "T"), rngs)
     X = task.pool_X[idx]
-    noise = _nonneg(sigma, "sigma") * _normal(rngs, (T, task.pool_Y.shape[1]))
+    noise = _nonneg(sigma, "sigma") * standard_normal(rngs, (T, task.pool_Y.shape[1]))
     labels = [task.pool_Y[idx]] + [m.predict(X) for m in models]
     Y = np.stack(labels, axis=-2) + noise[..., None, :]  # (S, T, N, k)
     S, _, N, k = Y.shape

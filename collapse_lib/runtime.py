@@ -89,6 +89,23 @@ def rng(seed: int, *key: int) -> np.random.Generator:
     return np.random.default_rng(np.random.SeedSequence(int(seed), spawn_key=tuple(key)))
 
 
+Rngs = np.random.Generator | Sequence[np.random.Generator]
+
+
+def standard_normal(rngs: Rngs, shape: int | tuple[int, ...]) -> np.ndarray:
+    """Standard normals per replicate: ``(S, *shape)`` for ``S`` generators, ``shape`` for one.
+
+    Replicate ``s`` draws only from ``rngs[s]``, so its numbers do not depend on the batch.
+    """
+    shape = (shape,) if isinstance(shape, (int, np.integer)) else tuple(shape)
+    if isinstance(rngs, np.random.Generator):
+        return rngs.standard_normal(shape)
+    out = np.empty((len(rngs), *shape))
+    for g, block in zip(rngs, out, strict=True):
+        g.standard_normal(out=block)
+    return out
+
+
 def torch_generator(generator: np.random.Generator, device: str = "cpu"):
     """A ``torch.Generator`` on ``device`` seeded from a numpy generator (per-seed learners)."""
     import torch

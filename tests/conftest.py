@@ -1,4 +1,9 @@
 import os
+import sys
+from pathlib import Path
+
+# tools/book.py (the build) is importable as `book`: tests share its reading of _toc.yml
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tools"))
 
 os.environ.setdefault("COLLAPSE_LIB_PROGRESS", "0")
 os.environ.setdefault("MPLBACKEND", "Agg")

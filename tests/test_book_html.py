@@ -7,6 +7,8 @@ from pathlib import Path
 import pytest
 import yaml
 
+import book
+
 ROOT = Path(__file__).resolve().parents[1]
 HTML = ROOT / "_build" / "book" / "_build" / "html"
 EXECUTED = ROOT / "_build" / "book" / "chapters"
@@ -14,25 +16,7 @@ EXECUTED = ROOT / "_build" / "book" / "chapters"
 pytestmark = pytest.mark.book
 
 
-def toc_files() -> list[str]:
-    """Every page of the book, in ``_toc.yml`` order (sections included)."""
-    files: list[str] = []
-
-    def walk(node):
-        if isinstance(node, dict):
-            if isinstance(node.get("file") or node.get("root"), str):
-                files.append(node.get("file") or node["root"])
-            for value in node.values():
-                walk(value)
-        elif isinstance(node, list):
-            for value in node:
-                walk(value)
-
-    walk(yaml.safe_load((ROOT / "_toc.yml").read_text()))
-    return files
-
-
-CHAPTERS = [f for f in toc_files() if f.startswith("chapters/")]
+CHAPTERS = [f for f in book.toc_files() if f.startswith("chapters/")]
 
 
 def page(file):
@@ -41,7 +25,7 @@ def page(file):
     return path.read_text()
 
 
-@pytest.mark.parametrize("file", toc_files())
+@pytest.mark.parametrize("file", book.toc_files())
 def test_every_toc_page_is_built(file):
     assert "<h1" in page(file)
 

@@ -19,6 +19,8 @@ from pathlib import Path
 import pytest
 import yaml
 
+import book
+
 ROOT = Path(__file__).resolve().parents[1]
 HTML = ROOT / "_build" / "book" / "_build" / "html"
 SHOTS = ROOT / "_build" / "screenshots"
@@ -36,25 +38,7 @@ FLAGS = [
 pytestmark = pytest.mark.browser
 
 
-def toc_files() -> list[str]:
-    """Every page of the book, in ``_toc.yml`` order (sections included)."""
-    files: list[str] = []
-
-    def walk(node):
-        if isinstance(node, dict):
-            if isinstance(node.get("file") or node.get("root"), str):
-                files.append(node.get("file") or node["root"])
-            for value in node.values():
-                walk(value)
-        elif isinstance(node, list):
-            for value in node:
-                walk(value)
-
-    walk(yaml.safe_load((ROOT / "_toc.yml").read_text()))
-    return files
-
-
-CHAPTERS = [f for f in toc_files() if f.startswith("chapters/")]
+CHAPTERS = [f for f in book.toc_files() if f.startswith("chapters/")]
 REPO = yaml.safe_load((ROOT / "_config.yml").read_text())["repository"]["url"]
 
 
@@ -127,7 +111,7 @@ class Visit:
         self.page.close()
 
 
-@pytest.mark.parametrize("file", toc_files())
+@pytest.mark.parametrize("file", book.toc_files())
 def test_page_loads_cleanly_and_renders_math_figures_and_glue(browser, site, file):
     v = Visit(browser, site, f"{file}.html")
     try:

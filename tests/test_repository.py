@@ -7,6 +7,8 @@ from pathlib import Path
 import pytest
 import yaml
 
+import book
+
 ROOT = Path(__file__).resolve().parents[1]
 NOTEBOOKS = sorted((ROOT / "chapters").glob("*.ipynb"))
 PIN = re.compile(r"^([A-Za-z0-9_.\-\[\]]+)==([^\s;]+)")
@@ -21,30 +23,13 @@ def pins(lines):
     return out
 
 
-def toc_files():
-    files = []
-
-    def walk(node):
-        if isinstance(node, dict):
-            if "file" in node:
-                files.append(node["file"])
-            for v in node.values():
-                walk(v)
-        elif isinstance(node, list):
-            for v in node:
-                walk(v)
-
-    walk(yaml.safe_load((ROOT / "_toc.yml").read_text()))
-    return files
-
-
 def repository_url():
     return yaml.safe_load((ROOT / "_config.yml").read_text())["repository"]["url"]
 
 
 def test_there_are_chapters_and_all_are_in_the_toc():
     assert NOTEBOOKS, "no chapter notebooks"
-    listed = {f for f in toc_files() if f.startswith("chapters/")}
+    listed = {f for f in book.toc_files() if f.startswith("chapters/")}
     assert listed == {f"chapters/{p.stem}" for p in NOTEBOOKS}
 
 

@@ -1,18 +1,15 @@
 """The student edition: no solution survives, starters remain, every notebook runs."""
 
-import importlib.util
 import json
 from pathlib import Path
 
 import nbformat
 import pytest
 
+import book
+
 ROOT = Path(__file__).resolve().parents[1]
 STUDENT = ROOT / "_build" / "student"
-
-spec = importlib.util.spec_from_file_location("book", ROOT / "tools" / "book.py")
-book = importlib.util.module_from_spec(spec)
-spec.loader.exec_module(book)
 
 CHAPTERS = book.chapters()
 

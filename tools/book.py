@@ -56,23 +56,28 @@ VERSIONS = [
 ]
 
 
-def chapters() -> list[str]:
-    """Chapter notebooks in ``_toc.yml`` order, as names (``00_collapse_in_one_picture``)."""
-    toc = yaml.safe_load((ROOT / "_toc.yml").read_text())
+def toc_files() -> list[str]:
+    """Every page of the book in ``_toc.yml`` order (root, chapters and their sections)."""
     files: list[str] = []
 
     def walk(node):
         if isinstance(node, dict):
-            if isinstance(node.get("file"), str):
-                files.append(node["file"])
-            for v in node.values():
-                walk(v)
+            page = node.get("file") or node.get("root")
+            if isinstance(page, str):
+                files.append(page)
+            for value in node.values():
+                walk(value)
         elif isinstance(node, list):
-            for v in node:
-                walk(v)
+            for value in node:
+                walk(value)
 
-    walk(toc)
-    return [Path(f).stem for f in files if f.startswith("chapters/")]
+    walk(yaml.safe_load((ROOT / "_toc.yml").read_text()))
+    return files
+
+
+def chapters() -> list[str]:
+    """Chapter notebooks in ``_toc.yml`` order, as names (``00_collapse_in_one_picture``)."""
+    return [Path(f).stem for f in toc_files() if f.startswith("chapters/")]
 
 
 def budget(nb_path: Path, mode: str) -> float:
