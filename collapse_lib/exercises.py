@@ -133,3 +133,42 @@ def _ch2_decompose(answer: Any) -> tuple[bool, str]:
     expected = 5 * float(theory.increment())
     ok = abs(_number(answer) - expected) <= 0.1 * expected  # 100 seeds: Monte Carlo error of ~3 %
     return ok, "Average ||w_pred(X delta_5)||^2 over the seeds; the noise E plays no part in it."
+
+
+# ---- Chapter 4 ------------------------------------------------------------------------
+
+
+@checker("ch4-ex-threshold")
+def _ch4_threshold(answer: Any) -> tuple[bool, str]:
+    """The confidence C0 below which the naive growth factor a(C0) exceeds 1 (3 decimals)."""
+    from collapse_lib.verification import growth_threshold
+
+    ok = abs(_number(answer) - growth_threshold()) <= 5e-4  # "three decimals": half a unit
+    return ok, "Solve (1/C0 + ln(1/C0)) / 2 = 1 numerically, e.g. with scipy.optimize.brentq."
+
+
+@checker("ch4-ex-candidates")
+def _ch4_candidates(answer: Any) -> tuple[bool, str]:
+    """Smallest integer N with N > N*(C0) for every model over K = 50 labels."""
+    from collapse_lib.verification import candidates_threshold
+
+    expected = int(np.floor(candidates_threshold(1 / 50))) + 1
+    ok = _number(answer) == expected  # an integer: exact
+    return ok, "N*(C0) decreases in C0, and a top-1 probability over K labels is at least 1/K."
+
+
+@checker("ch4-ex-calibration")
+def _ch4_calibration(answer: Any) -> tuple[bool, str]:
+    """Binned AUROC of the paper's Table 1 (log-probability as the score, ties counted half)."""
+    from sklearn.metrics import roc_auc_score
+
+    from collapse_lib.verification import calibration_table
+
+    t = calibration_table()
+    mid = (t["low"] + t["high"]).to_numpy() / 2
+    scores = np.concatenate([mid, mid])
+    labels = np.r_[np.ones(len(t)), np.zeros(len(t))]
+    weights = np.r_[t["correct"].to_numpy(), t["incorrect"].to_numpy()]
+    expected = roc_auc_score(labels, scores, sample_weight=weights)
+    ok = abs(_number(answer) - expected) <= 0.005  # computed from counts: only rounding differs
+    return ok, "Treat each bin as one score value shared by its correct and incorrect answers."
