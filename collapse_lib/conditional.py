@@ -44,6 +44,7 @@ import numpy as np
 from scipy.special import softmax
 
 from collapse_lib.loop import Learner
+from collapse_lib.markov import stationary_distribution
 from collapse_lib.metrics import empirical_distribution
 from collapse_lib.regression import pack, split
 from collapse_lib.runtime import check_positive_int, rng, seed_list, standard_normal
@@ -476,21 +477,6 @@ def random_linear(
 # --------------------------------------------------------------------------------------------
 
 Step = Callable[[np.ndarray, Generators], np.ndarray]
-
-
-def stationary_distribution(transition: np.ndarray) -> np.ndarray:
-    """The stationary distribution ``pi = pi P`` of transition matrices ``(S, V, V)`` -> ``(S, V)``.
-
-    The left eigenvector of eigenvalue 1 (``numpy.linalg.eig``, batched); assumes an irreducible
-    chain (all entries positive suffices).
-    """
-    P = _probability_table(transition, "transition")
-    if P.shape[1] != P.shape[2]:
-        raise ValueError(f"transition must be square per seed (S, V, V), got {P.shape}")
-    vals, vecs = np.linalg.eig(np.swapaxes(P, 1, 2))
-    i = np.abs(vals - 1).argmin(axis=-1)
-    pi = np.abs(np.take_along_axis(vecs, i[:, None, None], axis=2)[..., 0].real)
-    return pi / pi.sum(axis=-1, keepdims=True)
 
 
 @dataclass(eq=False)

@@ -172,3 +172,97 @@ def _ch4_calibration(answer: Any) -> tuple[bool, str]:
     expected = roc_auc_score(labels, scores, sample_weight=weights)
     ok = abs(_number(answer) - expected) <= 0.005  # computed from counts: only rounding differs
     return ok, "Treat each bin as one score value shared by its correct and incorrect answers."
+
+
+# ---- Chapter 6 ------------------------------------------------------------------------
+
+
+@checker("ch6-ex-recursion")
+def _ch6_recursion(answer: Any) -> tuple[bool, str]:
+    """Long-run error / generation-0 error at constant alpha = 0.2, n = n_0 = 200 (iid mixing)."""
+    from collapse_lib.markov import fixed_point
+
+    expected = float(fixed_point(1.0, 0.2, 200, split="iid")) * 200  # R_inf / R_0, R_0 = 1/n
+    ok = (
+        abs(_number(answer) - expected) <= 0.01 * expected
+    )  # an exact formula (fixed split: -0.2 %)
+    return ok, "Set R_t = R_{t-1} in the recursion and divide the fixed point by R_0 = sigma^2/n."
+
+
+@checker("ch6-ex-filter")
+def _ch6_filter(answer: Any) -> tuple[bool, str]:
+    """Long-run error of real-data filtration / agnostic training, alpha = 0.2, n = 200."""
+    from collapse_lib.markov import filtered_error, fixed_point
+
+    expected = float(filtered_error(1.0, 0.2, 200) / fixed_point(1.0, 0.2, 200))
+    ok = abs(_number(answer) - expected) <= 0.05 * expected  # the exercise's sizes: MC error ~1.5 %
+    return ok, "Average the error over the last generations of both runs, then take the ratio."
+
+
+@checker("ch6-ex-collapse-time")
+def _ch6_collapse_time(answer: Any) -> tuple[bool, str]:
+    """Mean number of sampling rounds to a Dirac row per unit of n, uniform row over 4 tokens."""
+    from collapse_lib.markov import collapse_time
+
+    expected = float(collapse_time(np.full(4, 0.25), 1))
+    ok = abs(_number(answer) - expected) <= 0.08 * expected  # diffusion approx. + MC: a few %
+    return ok, "Count sampling rounds (generation + 1) until the row is a Dirac mass, divide by n."
+
+
+# ---- Chapter 5 ------------------------------------------------------------------------
+
+
+@checker("ch5-ex-ratio")
+def _ch5_ratio(answer: Any) -> tuple[bool, str]:
+    """Rounds for q0 = 0.1 to reach q >= 0.99 under filters (1, 0.5) and (0.6, 0.1), k -> inf."""
+    from collapse_lib.curation import odds_law
+
+    t = np.arange(200)
+    expected = [
+        int(np.argmax(odds_law(0.1, tpr, fpr, t) >= 0.99)) for tpr, fpr in ((1.0, 0.5), (0.6, 0.1))
+    ]
+    got = [_number(a) for a in answer]
+    if len(got) != 2:
+        raise ValueError("the answer must be a pair (rounds for (1, 0.5), rounds for (0.6, 0.1))")
+    ok = all(g == e for g, e in zip(got, expected, strict=True))  # whole rounds: exact
+    return ok, "The odds must grow from 1/9 to 99; each round multiplies them by tpr / fpr."
+
+
+@checker("ch5-ex-anatomy")
+def _ch5_anatomy(answer: Any) -> tuple[bool, str]:
+    """Rounds until E mean q(1 - q) halves without curation, k = 8, lambda = 2."""
+    from collapse_lib.curation import heterozygosity_factor
+
+    expected = np.log(2) / -np.log(heterozygosity_factor(8, 2.0))
+    ok = abs(_number(answer) - expected) <= 0.5  # a closed form; accepts rounding to a whole round
+    return ok, "Each round multiplies the expected heterozygosity by 1 - k/(k + lambda)^2."
+
+
+@checker("ch5-ex-weak")
+def _ch5_weak(answer: Any) -> tuple[bool, str]:
+    """Expected pass@1 after 20 rounds of uniform weak labels, beta = 0.6, mean q0 = 0.28."""
+    from collapse_lib.curation import weak_only_mean
+
+    expected = weak_only_mean(
+        0.28, 0.6, budget_fraction=1 / 20, k=8, lam=2.0, weight=1.0, rounds=20
+    )[-1]
+    ok = abs(_number(answer) - expected) <= 0.001  # a closed form: only rounding is allowed
+    return (
+        ok,
+        "A labelled prompt moves by w (beta - q)/(k + lambda + w); a prompt is labelled w.p. B/N.",
+    )
+
+
+@checker("ch5-ex-budget")
+def _ch5_budget(answer: Any) -> tuple[bool, str]:
+    """Labels to clear the unsolved set (rho = 0.3 -> eps = 0.01, beta = 0.3): uniform / focused."""
+    from collapse_lib.curation import labels_to_clear
+
+    expected = labels_to_clear(0.3, 0.01, 0.3, 1000, "uniform") / labels_to_clear(
+        0.3, 0.01, 0.3, 1000, "hard"
+    )
+    ok = abs(_number(answer) - expected) <= 0.05 * expected  # leading-order formulas: 5 %
+    return (
+        ok,
+        "Focused: sum over rounds of |H_t|. Uniform: B labels per round for many more rounds.",
+    )

@@ -13,7 +13,10 @@ learner
     keep sufficient statistics instead of raw data: ``summarize(data) -> summary``,
     ``merge(summary, summary) -> summary`` and ``fit_summary(summary) -> model``.
     :class:`Learner` supplies the raw-data defaults (identity, concatenate along the
-    sample axis, ``fit``).
+    sample axis, ``fit``). A learner that continues training from the current model
+    (a warm start, as fine-tuning does) defines ``refit(model, summary) -> model``: the
+    loop then calls it at generations ``t >= 1`` instead of ``fit_summary`` (generation
+    0 is always fitted from scratch on the real data).
 model
     ``sample(n, rngs) -> (S, n, ...)`` where ``rngs`` holds one numpy ``Generator`` per
     seed; replicate ``s`` must draw only from ``rngs[s]``.
@@ -122,6 +125,12 @@ class PerSeed(Learner):
 
     def __init__(self, learner: Any) -> None:
         self.learner = learner
+        if hasattr(learner, "refit"):  # warm starts, seed by seed (see the module docstring)
+            self.refit = self._refit
+
+    def _refit(self, models: SeedModels, summary: list[Any]) -> SeedModels:
+        pairs = zip(models.models, summary, strict=True)
+        return SeedModels([self.learner.refit(m, s) for m, s in pairs])
 
     def _one(self, name: str):
         method = getattr(self.learner, name, None)
@@ -170,6 +179,23 @@ class FilterContext:
     def draw(self, n: int) -> Any:
         """Ask the current model for ``n`` more candidates per seed."""
         return self.model.sample(check_positive_int(n, "n"), self.rngs)
+
+
+class ModelRecorder:
+    """A loop metric that keeps every generation's model and returns ``metric(step)``.
+
+    :func:`run` returns only per-seed numbers; an experiment that needs the models themselves
+    (to label new data downstream, to plot a fitted distribution) records ``step.model`` with
+    this metric as it passes.
+    """
+
+    def __init__(self, metric: Callable[[Step], Any]) -> None:
+        self.metric = metric
+        self.models: list[Any] = []
+
+    def __call__(self, step: Step) -> Any:
+        self.models.append(step.model)
+        return self.metric(step)
 
 
 def _nonfinite_seeds(x: Any) -> np.ndarray:
@@ -299,7 +325,8 @@ def run(
             data = concat([draw(truth, n_real, f"real data at generation {t}"), synthetic])
             new = learner.summarize(data)
             pool = learner.merge(pool, new) if regime.pooled else new
-            model = learner.fit_summary(pool)
+            refit = getattr(learner, "refit", None)  # warm start from the current model
+            model = learner.fit_summary(pool) if refit is None else refit(model, pool)
         step = Step(t, model, truth, data, real, seeds)
         for name, metric in metrics.items():
             v = as_numpy(metric(step)).astype(float).reshape(-1)

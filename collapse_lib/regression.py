@@ -41,7 +41,7 @@ from scipy.optimize import brentq, minimize_scalar
 from scipy.spatial.distance import pdist
 from sklearn.metrics.pairwise import rbf_kernel
 
-from collapse_lib.loop import Learner, PerSeed, Step, run
+from collapse_lib.loop import Learner, ModelRecorder, PerSeed, Step, run
 from collapse_lib.regimes import regime
 from collapse_lib.runtime import (
     Rngs,
@@ -356,22 +356,6 @@ class LeastSquares(Learner):
 # --------------------------------------------------------------------------------------------
 # the chain: the shared loop's replace regime
 # --------------------------------------------------------------------------------------------
-
-
-class ModelRecorder:
-    """A loop metric that keeps every generation's model and returns ``metric(step)``.
-
-    ``collapse_lib.loop.run`` returns only per-seed numbers; the downstream experiments need the
-    generators themselves (to label new data), so this metric records ``step.model`` as it passes.
-    """
-
-    def __init__(self, metric: Callable[[Step], Any]) -> None:
-        self.metric = metric
-        self.models: list[Any] = []
-
-    def __call__(self, step: Step) -> Any:
-        self.models.append(step.model)
-        return self.metric(step)
 
 
 def generator_error(step: Step) -> np.ndarray:

@@ -306,3 +306,18 @@ def test_model_sampling_the_wrong_shape_is_rejected():
             metrics=VAR,
             seeds=4,
         )
+
+
+def test_warm_start_refit_is_used_batched_and_per_seed():
+    class Warm(GaussianMLE):
+        def refit(self, model, summary):  # average the new fit with the current model's mean
+            fresh = self.fit_summary(summary)
+            return Gaussian((model.mean + fresh.mean) / 2, fresh.var)
+
+    batched = simulate("replace", seeds=20, generations=6, learner=Warm())
+    per_seed = simulate("replace", seeds=20, generations=6, learner=PerSeed(Warm()))
+    plain = simulate("replace", seeds=20, generations=6)
+    np.testing.assert_allclose(per_seed["value"], batched["value"], rtol=1e-12, atol=1e-14)
+    g0 = batched["generation"] == 0
+    np.testing.assert_array_equal(batched[g0]["value"], plain[g0]["value"])  # gen 0: from scratch
+    assert not np.allclose(batched[~g0]["value"], plain[~g0]["value"])
