@@ -47,7 +47,14 @@ from collapse_lib.loop import Learner
 from collapse_lib.markov import stationary_distribution
 from collapse_lib.metrics import empirical_distribution
 from collapse_lib.regression import pack, split
-from collapse_lib.runtime import check_positive_int, rng, seed_list, standard_normal
+from collapse_lib.runtime import (
+    check_nonnegative,
+    check_positive_int,
+    check_probabilities,
+    rng,
+    seed_list,
+    standard_normal,
+)
 
 Generators = Sequence[np.random.Generator]
 
@@ -81,13 +88,10 @@ def uniforms(rngs: Generators, shape: tuple[int, ...]) -> np.ndarray:
 
 
 def _probability_table(probs: Any, name: str) -> np.ndarray:
-    p = np.asarray(probs, dtype=float)
-    if p.ndim != 3 or min(p.shape) < 1:
-        raise ValueError(f"{name} must have shape (S, m, K) with sizes >= 1, got {p.shape}")
-    if np.any(p < 0) or not np.all(np.isfinite(p)):
-        raise ValueError(f"{name} must be finite and non-negative")
-    if not np.allclose(p.sum(axis=-1), 1.0, atol=1e-9):
-        raise ValueError(f"{name} must sum to 1 over the last axis (the labels)")
+    """Conditional distributions ``(S, m, K)``: one distribution over the labels per input."""
+    p = check_probabilities(probs, name, ndims=(3,))
+    if min(p.shape) < 1:
+        raise ValueError(f"{name} must have sizes >= 1, got {p.shape}")
     return p
 
 
@@ -274,16 +278,6 @@ def smoothed_probs(counts: np.ndarray, smoothing: float) -> np.ndarray:
     return np.where(tot > 0, c / np.where(tot > 0, tot, 1.0), 1.0 / K)
 
 
-def _smoothing(value: Any) -> float:
-    try:
-        lam = float(value)
-    except (TypeError, ValueError):
-        raise ValueError(f"smoothing must be a number >= 0, got {value!r}") from None
-    if not (np.isfinite(lam) and lam >= 0):
-        raise ValueError(f"smoothing must be a finite number >= 0, got {value!r}")
-    return lam
-
-
 @dataclass
 class TabularMLE(Learner):
     """Maximum likelihood for :class:`ConditionalCategorical`, with add-``smoothing`` counts.
@@ -301,7 +295,7 @@ class TabularMLE(Learner):
     def __post_init__(self) -> None:
         self.n_inputs = check_positive_int(self.n_inputs, "n_inputs")
         self.labels = check_positive_int(self.labels, "labels")
-        self.smoothing = _smoothing(self.smoothing)
+        self.smoothing = check_nonnegative(self.smoothing, "smoothing")
 
     def summarize(self, data: np.ndarray) -> PairCounts:
         return PairCounts(pair_counts(data, self.n_inputs, self.labels))
@@ -595,7 +589,7 @@ class BigramMLE(Learner):
     def __post_init__(self) -> None:
         self.vocabulary = check_positive_int(self.vocabulary, "vocabulary")
         self.length = check_positive_int(self.length, "length")
-        self.smoothing = _smoothing(self.smoothing)
+        self.smoothing = check_nonnegative(self.smoothing, "smoothing")
 
     def summarize(self, data: np.ndarray) -> BigramCounts:
         seqs = np.asarray(data)

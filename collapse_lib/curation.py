@@ -62,6 +62,7 @@ from collapse_lib.regimes import regime
 from collapse_lib.runtime import (
     check_choice,
     check_fraction,
+    check_nonnegative,
     check_positive_int,
     rng,
     seed_list,
@@ -70,16 +71,6 @@ from collapse_lib.runtime import (
 Rngs = Sequence[np.random.Generator]
 POLICIES: tuple[str, ...] = ("uniform", "hard", "oracle", "adaptive")
 BASE_KEY = 5  #: spawn-key prefix of the base model's draws: ``rng(seed, BASE_KEY, s)``
-
-
-def _nonneg(value: Any, name: str) -> float:
-    try:
-        x = float(value)
-    except (TypeError, ValueError):
-        raise ValueError(f"{name} must be a number >= 0, got {value!r}") from None
-    if not (np.isfinite(x) and x >= 0):
-        raise ValueError(f"{name} must be a finite number >= 0, got {value!r}")
-    return x
 
 
 def _nonneg_int(value: Any, name: str) -> int:
@@ -268,7 +259,7 @@ class SmoothedLearner(Learner):
     lam: float = 2.0
 
     def __post_init__(self) -> None:
-        self.lam = _nonneg(self.lam, "lam")
+        self.lam = check_nonnegative(self.lam, "lam")
 
     def summarize(self, data: np.ndarray) -> np.ndarray:
         return _responses(data).sum(axis=1, dtype=float)
@@ -405,7 +396,7 @@ class WeakLabeler:
         self.budget = _nonneg_int(self.budget, "budget")
         if not callable(self.policy):
             check_choice(self.policy, POLICIES, "policy")
-        self.weight = _nonneg(self.weight, "weight")
+        self.weight = check_nonnegative(self.weight, "weight")
         if self.weight == 0:
             raise ValueError("weight must be > 0")
         if self.verifier is not None and not isinstance(self.verifier, Verifier):
@@ -639,7 +630,7 @@ def heterozygosity_factor(k: int, lam: float) -> float:
     of accepted responses and averaged (not used here).
     """
     k = check_positive_int(k, "k")
-    lam = _nonneg(lam, "lam")
+    lam = check_nonnegative(lam, "lam")
     return 1.0 - k / (k + lam) ** 2
 
 
@@ -691,7 +682,7 @@ def weak_only_mean(
     beta = check_fraction(beta, "beta")
     f = check_fraction(budget_fraction, "budget_fraction")
     k = check_positive_int(k, "k")
-    lam, weight = _nonneg(lam, "lam"), _nonneg(weight, "weight")
+    lam, weight = check_nonnegative(lam, "lam"), check_nonnegative(weight, "weight")
     rounds = _nonneg_int(rounds, "rounds")
     t = np.arange(rounds + 1).reshape(-1, *([1] * np.ndim(q0_mean)))
     factor = 1.0 - f * weight / (k + lam + weight)

@@ -45,7 +45,13 @@ from collapse_lib.gaussian import accumulate_variance_mean
 from collapse_lib.loop import FilterContext, Learner, Step
 from collapse_lib.metrics import empirical_distribution, kl_model_true, total_variation
 from collapse_lib.regimes import Regime
-from collapse_lib.runtime import Rngs, check_choice, check_fraction, check_positive_int
+from collapse_lib.runtime import (
+    Rngs,
+    check_choice,
+    check_fraction,
+    check_positive_int,
+    check_probabilities,
+)
 
 SPLITS: tuple[str, ...] = ("fixed", "iid")
 
@@ -109,14 +115,8 @@ def stationary_distribution(transitions: np.ndarray) -> np.ndarray:
 
 
 def _transition_matrix(P: Any, name: str) -> np.ndarray:
-    P = np.asarray(P, dtype=float)
-    if P.ndim not in (2, 3) or P.shape[-1] < 1:
-        raise ValueError(f"{name} must have shape (C, K) or (S, C, K), got {P.shape}")
-    if np.any(P < 0) or not np.all(np.isfinite(P)):
-        raise ValueError(f"{name} must be finite and non-negative")
-    if not np.allclose(P.sum(axis=-1), 1.0, atol=1e-9):
-        raise ValueError(f"{name} rows must sum to 1")
-    return P
+    """Transition rows ``(C, K)`` or ``(S, C, K)``: one next-token distribution per context."""
+    return check_probabilities(P, name, ndims=(2, 3))
 
 
 # --------------------------------------------------------------------------------------------

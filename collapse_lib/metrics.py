@@ -9,16 +9,11 @@ from __future__ import annotations
 import numpy as np
 from scipy.special import entr, rel_entr
 
+from collapse_lib.runtime import check_probabilities
+
 
 def _probabilities(p: np.ndarray, name: str) -> np.ndarray:
-    p = np.asarray(p, dtype=float)
-    if p.ndim == 0:
-        raise ValueError(f"{name} must have at least one axis (the categories), got a scalar")
-    if np.any(p < 0) or not np.all(np.isfinite(p)):
-        raise ValueError(f"{name} must be finite and non-negative")
-    if not np.allclose(p.sum(axis=-1), 1.0, atol=1e-8):
-        raise ValueError(f"{name} must sum to 1 along the last axis")
-    return p
+    return check_probabilities(p, name)
 
 
 def _pair(p: np.ndarray, q: np.ndarray, names: tuple[str, str]) -> tuple[np.ndarray, np.ndarray]:

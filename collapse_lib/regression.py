@@ -46,6 +46,7 @@ from collapse_lib.regimes import regime
 from collapse_lib.runtime import (
     Rngs,
     check_choice,
+    check_nonnegative,
     check_positive_int,
     rng,
     seed_list,
@@ -83,16 +84,6 @@ def _vector(w: Any, d: int, name: str) -> np.ndarray:
         raise ValueError(f"{name} must have shape ({d},) to match the spectrum, got {v.shape}")
     if not np.all(np.isfinite(v)):
         raise ValueError(f"{name} must be finite")
-    return v
-
-
-def _nonneg(x: Any, name: str) -> float:
-    try:
-        v = float(x)
-    except (TypeError, ValueError):
-        raise ValueError(f"{name} must be a non-negative number, got {x!r}") from None
-    if not (np.isfinite(v) and v >= 0):
-        raise ValueError(f"{name} must be a non-negative finite number, got {x!r}")
     return v
 
 
@@ -301,7 +292,7 @@ class LinearModel:
 
     def __post_init__(self) -> None:
         self.w = np.asarray(self.w, dtype=float)
-        self.noise = _nonneg(self.noise, "noise")
+        self.noise = check_nonnegative(self.noise, "noise")
         if self.w.shape[-1] != self.design.dim:
             raise ValueError(f"w must have {self.design.dim} coordinates, got shape {self.w.shape}")
 
@@ -331,8 +322,8 @@ class LeastSquares(Learner):
     ridge: float = 0.0
 
     def __post_init__(self) -> None:
-        self.noise = _nonneg(self.noise, "noise")
-        self.ridge = _nonneg(self.ridge, "ridge")
+        self.noise = check_nonnegative(self.noise, "noise")
+        self.ridge = check_nonnegative(self.ridge, "ridge")
 
     def fit(self, data: np.ndarray) -> LinearModel:
         d = self.design.dim
@@ -446,7 +437,7 @@ def linear_chain(
     w0 = _vector(w0, e.size, "w0")
     T0 = check_positive_int(T0, "T0")
     n_max = check_positive_int(n_max, "n_max")
-    sigma0 = _nonneg(sigma0, "sigma0")
+    sigma0 = check_nonnegative(sigma0, "sigma0")
     all_seeds = seed_list(seeds)
     if chunk is None:
         size = max(1, CHUNK_ELEMENTS // (T0 * e.size))
@@ -534,7 +525,7 @@ class KernelRidgePath:
 
     def scaled(self, lam: float) -> np.ndarray:
         """``diag(1 / (T (mu + lam))) V^T Y``: the dual coefficients in the eigenbasis."""
-        return self.c / (self.T * (self.mu[..., None] + _nonneg(lam, "lam")))
+        return self.c / (self.T * (self.mu[..., None] + check_nonnegative(lam, "lam")))
 
     def alpha(self, lam: float) -> np.ndarray:
         return self.V @ self.scaled(lam)
@@ -573,7 +564,7 @@ class RidgePath:
 
     def coef(self, lam: float) -> np.ndarray:
         """The ridge solution at ``lam``: shape ``(..., d, m)``."""
-        lam = _nonneg(lam, "lam")
+        lam = check_nonnegative(lam, "lam")
         if self.form == "primal":
             return self.U @ (self.b / (self.ev[..., None] + lam))
         return self.XtV @ self.kernel.scaled(lam)
@@ -621,7 +612,7 @@ def downstream_errors(
     if len(rngs) != W.shape[0]:
         raise ValueError(f"rngs must hold one generator per seed ({W.shape[0]}), got {len(rngs)}")
     T = check_positive_int(T, "T")
-    sigma = _nonneg(sigma, "sigma")
+    sigma = check_nonnegative(sigma, "sigma")
     grid = _lams(lams)
     X = GaussianDesign(e).sample(T, rngs)
     E = sigma * standard_normal(rngs, (T,))
@@ -659,7 +650,9 @@ def per_seed_slope(x: np.ndarray, values: np.ndarray) -> np.ndarray:
 def degrees_of_freedom(eigs: np.ndarray, kappa: float, m: int = 1) -> float:
     """``df_m(kappa) = tr[Σ^m (Σ + kappa I)^{-m}] = sum_i (e_i / (e_i + kappa))^m`` [derived]."""
     e = _spectrum(eigs)
-    return float(np.sum((e / (e + _nonneg(kappa, "kappa"))) ** check_positive_int(m, "m")))
+    return float(
+        np.sum((e / (e + check_nonnegative(kappa, "kappa"))) ** check_positive_int(m, "m"))
+    )
 
 
 def solve_kappa(eigs: np.ndarray, lam: float, T: int) -> float:
@@ -671,7 +664,7 @@ def solve_kappa(eigs: np.ndarray, lam: float, T: int) -> float:
     ``kappa = 0`` when ``d <= T``, else the root of ``df_1(kappa) = T``.
     """
     e = _spectrum(eigs)
-    lam = _nonneg(lam, "lam")
+    lam = check_nonnegative(lam, "lam")
     T = check_positive_int(T, "T")
     hi = lam + e.sum() / T
     xtol = 1e-15 * hi
@@ -687,7 +680,7 @@ def kappa_isotropic(lam: float, d: int, T: int) -> float:
 
     ``kappa = [lam + phi - 1 + sqrt((1 - phi - lam)^2 + 4 lam)] / 2``.
     """
-    lam = _nonneg(lam, "lam")
+    lam = check_nonnegative(lam, "lam")
     phi = check_positive_int(d, "d") / check_positive_int(T, "T")
     return 0.5 * (lam + phi - 1 + np.sqrt((1 - phi - lam) ** 2 + 4 * lam))
 
@@ -712,7 +705,7 @@ def ols_error(
     n = np.asarray(n)
     if np.any(n < 0):
         raise ValueError("n must be >= 0")
-    sigma, sigma0 = _nonneg(sigma, "sigma"), _nonneg(sigma0, "sigma0")
+    sigma, sigma0 = check_nonnegative(sigma, "sigma"), check_nonnegative(sigma0, "sigma0")
     return sigma**2 * d / (T - d - 1) + n * sigma0**2 * d / (T0 - d - 1)
 
 
@@ -766,7 +759,7 @@ def ridge_theory(
         raise ValueError(
             f"T0 must be >= d + 2 = {d + 2} (under-parameterized generators), got {T0}"
         )
-    sigma, sigma0 = _nonneg(sigma, "sigma"), _nonneg(sigma0, "sigma0")
+    sigma, sigma0 = check_nonnegative(sigma, "sigma"), check_nonnegative(sigma0, "sigma0")
     grid = np.asarray(lam, dtype=float)
     flat = _lams(grid.reshape(-1))
     if T == d and np.any(flat == 0):
@@ -801,11 +794,11 @@ def ridge_theory_isotropic(
     k = kappa_isotropic(lam, d, T)
     phi = d / T
     den = (1 + k) ** 2 - phi
-    bias = k**2 * _nonneg(w0_norm2, "w0_norm2") / den
-    var = _nonneg(sigma, "sigma") ** 2 * phi / den
+    bias = k**2 * check_nonnegative(w0_norm2, "w0_norm2") / den
+    var = check_nonnegative(sigma, "sigma") ** 2 * phi / den
     rho = d / (T0 - d - 1) / (1 + k) ** 2 * (1 + k**2 * phi / den)
     return RidgeTheory(
-        np.asarray(bias), np.asarray(var), np.asarray(rho), _nonneg(sigma0, "sigma0")
+        np.asarray(bias), np.asarray(var), np.asarray(rho), check_nonnegative(sigma0, "sigma0")
     )
 
 
@@ -865,7 +858,7 @@ def forgetting_error(
     d, T0 = check_positive_int(d, "d"), check_positive_int(T0, "T0")
     if T0 >= d:
         raise ValueError(f"T0 must be < d = {d} (over-parameterized generators), got {T0}")
-    sigma0 = _nonneg(sigma0, "sigma0")
+    sigma0 = check_nonnegative(sigma0, "sigma0")
     if sigma0 > 0 and T0 > d - 2:
         raise ValueError(f"with sigma0 > 0, T0 must be <= d - 2 = {d - 2}, got {T0}")
     n = np.asarray(n, dtype=float)
@@ -873,7 +866,7 @@ def forgetting_error(
         raise ValueError("n must be >= 0")
     psi = T0 / d
     c = sigma0**2 * T0 / (d - T0 - 1) if sigma0 > 0 else 0.0
-    return (_nonneg(w0_norm2, "w0_norm2") + c / (1 - psi)) * (1 - psi**n)
+    return (check_nonnegative(w0_norm2, "w0_norm2") + c / (1 - psi)) * (1 - psi**n)
 
 
 def power_law_spectrum(d: int, beta: float) -> np.ndarray:
@@ -921,9 +914,9 @@ def effective_noise(sigma: float, sigma0: float, n: int, *, d: int, T0: int) -> 
     if T0 <= d:
         raise ValueError(f"T0 must be > d = {d}, got {T0}")
     phi0 = d / T0
-    return _nonneg(sigma, "sigma") ** 2 + int(n) * _nonneg(sigma0, "sigma0") ** 2 * phi0 / (
-        1 - phi0
-    )
+    return check_nonnegative(sigma, "sigma") ** 2 + int(n) * check_nonnegative(
+        sigma0, "sigma0"
+    ) ** 2 * phi0 / (1 - phi0)
 
 
 def local_slopes(x: np.ndarray, y: np.ndarray) -> np.ndarray:
@@ -1006,7 +999,7 @@ class PoolTruth:
     def __post_init__(self) -> None:
         self.design = PoolDesign(self.X)
         self.Y = np.asarray(self.Y, dtype=float)
-        self.noise = _nonneg(self.noise, "noise")
+        self.noise = check_nonnegative(self.noise, "noise")
         if self.Y.ndim != 2 or self.Y.shape[0] != self.design.X.shape[0]:
             raise ValueError(f"Y must be (pool size, k), got {self.Y.shape}")
 
@@ -1048,8 +1041,8 @@ class KernelRidge(Learner):
     gamma: float
 
     def __post_init__(self) -> None:
-        self.noise = _nonneg(self.noise, "noise")
-        self.ridge = _nonneg(self.ridge, "ridge")
+        self.noise = check_nonnegative(self.noise, "noise")
+        self.ridge = check_nonnegative(self.ridge, "ridge")
         if not float(self.gamma) > 0:
             raise ValueError(f"gamma must be > 0, got {self.gamma}")
 
@@ -1116,7 +1109,7 @@ def digits_downstream_mse(
     design = PoolDesign(task.pool_X)
     idx = design.indices(check_positive_int(T, "T"), rngs)
     X = task.pool_X[idx]
-    noise = _nonneg(sigma, "sigma") * standard_normal(rngs, (T, task.pool_Y.shape[1]))
+    noise = check_nonnegative(sigma, "sigma") * standard_normal(rngs, (T, task.pool_Y.shape[1]))
     labels = [task.pool_Y[idx]] + [m.predict(X) for m in models]
     Y = np.stack(labels, axis=-2) + noise[..., None, :]  # (S, T, N, k)
     S, _, N, k = Y.shape

@@ -49,6 +49,35 @@ def check_choice(value: Any, valid: Iterable[str], name: str) -> str:
     return value
 
 
+def check_nonnegative(value: Any, name: str) -> float:
+    """``value`` as a finite float >= 0, or a ``ValueError`` naming ``name``."""
+    try:
+        x = float(value)
+    except (TypeError, ValueError):
+        raise ValueError(f"{name} must be a number >= 0, got {value!r}") from None
+    if not (np.isfinite(x) and x >= 0):
+        raise ValueError(f"{name} must be a finite number >= 0, got {value!r}")
+    return x
+
+
+def check_probabilities(p: Any, name: str, ndims: Iterable[int] | None = None) -> np.ndarray:
+    """``p`` as a float array of distributions along its last axis, or a ``ValueError`` naming it.
+
+    Checks the number of axes (``ndims``, if given), finiteness, non-negativity and that every
+    distribution sums to 1 (to 1e-8).
+    """
+    p = np.asarray(p, dtype=float)
+    allowed = tuple(ndims) if ndims is not None else None
+    if p.ndim == 0 or (allowed is not None and p.ndim not in allowed) or p.shape[-1] < 1:
+        want = f"{' or '.join(map(str, allowed))} axes" if allowed else "at least one axis"
+        raise ValueError(f"{name} must have {want} (the last over categories), got shape {p.shape}")
+    if np.any(p < 0) or not np.all(np.isfinite(p)):
+        raise ValueError(f"{name} must be finite and non-negative")
+    if not np.allclose(p.sum(axis=-1), 1.0, atol=1e-8):
+        raise ValueError(f"{name} must sum to 1 along the last axis")
+    return p
+
+
 def seed_list(seeds: int | Sequence[int]) -> list[int]:
     """Normalise ``seeds``: an int S means replicates ``0..S-1``; a sequence is taken as is.
 
