@@ -166,7 +166,7 @@ class GaussianDesign:
 
 
 @dataclass(eq=False)
-class StudentTDesign:
+class StudentTDesign(GaussianDesign):
     """Heavy-tailed covariates with covariance ``diag(eigs)``: a multivariate Student-t, ``nu > 2``.
 
     ``x = sqrt(eigs) * z * sqrt((nu - 2) / g)`` with ``z ~ N(0, I)`` and ``g ~ chi^2_nu`` per row:
@@ -174,27 +174,21 @@ class StudentTDesign:
     heavy tails. The book's stress test of the Gaussian-design theory (not in the paper).
     """
 
-    eigs: np.ndarray
     nu: float
 
     def __post_init__(self) -> None:
-        self.eigs = _spectrum(self.eigs)
+        super().__post_init__()
         if not float(self.nu) > 2:
             raise ValueError(f"nu must be > 2 for a finite covariance, got {self.nu}")
         self.nu = float(self.nu)
 
-    @property
-    def dim(self) -> int:
-        return self.eigs.size
-
     def sample(self, n: int, rngs: Rngs) -> np.ndarray:
-        n = check_positive_int(n, "n")
-        X = standard_normal(rngs, (n, self.dim))
+        X = super().sample(n, rngs)  # the Gaussian rows first, then one chi^2_nu per row
         if isinstance(rngs, np.random.Generator):
             g = rngs.chisquare(self.nu, n)
         else:
             g = np.stack([r.chisquare(self.nu, n) for r in rngs])
-        X *= np.sqrt((self.nu - 2) / g)[..., None] * np.sqrt(self.eigs)
+        X *= np.sqrt((self.nu - 2) / g)[..., None]
         return X
 
 
