@@ -107,14 +107,16 @@ class Visit:
         )
         self.page.evaluate("() => window.MathJax ? MathJax.startup.promise : null")
 
-    def close(self) -> None:
+    def __enter__(self) -> Visit:
+        return self
+
+    def __exit__(self, *exc) -> None:
         self.page.close()
 
 
 @pytest.mark.parametrize("file", book.toc_files())
 def test_page_loads_cleanly_and_renders_math_figures_and_glue(browser, site, file):
-    v = Visit(browser, site, f"{file}.html")
-    try:
+    with Visit(browser, site, f"{file}.html") as v:
         v.wait_for_math()
         assert v.failed == [], f"failed local requests: {v.failed}"
         assert v.blocked == [], f"the page needs other hosts: {v.blocked}"
@@ -140,14 +142,11 @@ def test_page_loads_cleanly_and_renders_math_figures_and_glue(browser, site, fil
             assert len(images) >= 1, "a chapter without figures"
             SHOTS.mkdir(parents=True, exist_ok=True)
             page.screenshot(path=str(SHOTS / f"{Path(file).name}.png"), full_page=True)
-    finally:
-        v.close()
 
 
 @pytest.mark.parametrize("file", CHAPTERS)
 def test_solutions_are_hidden_until_clicked(browser, site, file):
-    v = Visit(browser, site, f"{file}.html")
-    try:
+    with Visit(browser, site, f"{file}.html") as v:
         solutions = v.page.locator("div.solution.dropdown")
         count = solutions.count()
         assert count >= 3
@@ -157,14 +156,11 @@ def test_solutions_are_hidden_until_clicked(browser, site, file):
         first = solutions.first
         first.locator(".toggle-button, .admonition-title").first.click()
         first.locator("section").first.wait_for(state="visible", timeout=5_000)
-    finally:
-        v.close()
 
 
 @pytest.mark.parametrize("file", CHAPTERS)
 def test_launch_and_download_buttons(browser, site, file):
-    v = Visit(browser, site, f"{file}.html")
-    try:
+    with Visit(browser, site, f"{file}.html") as v:
         hrefs = v.page.evaluate("() => Array.from(document.querySelectorAll('a')).map(a => a.href)")
         slug = REPO.removeprefix("https://github.com/")
         nb = f"{file}.ipynb"
@@ -185,16 +181,11 @@ def test_launch_and_download_buttons(browser, site, file):
             response = v.page.request.get(h)
             assert response.ok, h
             assert '"cells"' in response.text()
-    finally:
-        v.close()
 
 
 def test_search_finds_a_word_from_a_chapter(browser, site):
-    v = Visit(browser, site, "search.html?q=accumulate")
-    try:
+    with Visit(browser, site, "search.html?q=accumulate") as v:
         v.page.wait_for_selector("#search-results li", timeout=30_000)
         results = v.page.inner_text("#search-results")
         titles = [re.sub(r"\s+", " ", t) for t in results.splitlines() if t.strip()]
         assert any("Chapter 0" in t for t in titles), titles[:10]
-    finally:
-        v.close()
