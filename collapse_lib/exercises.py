@@ -266,3 +266,26 @@ def _ch5_budget(answer: Any) -> tuple[bool, str]:
         ok,
         "Focused: sum over rounds of |H_t|. Uniform: B labels per round for many more rounds.",
     )
+
+
+# ---- Chapter 7 ------------------------------------------------------------------------
+
+
+@checker("ch7-ex-null")
+def _ch7_null(answer: Any) -> tuple[bool, str]:
+    """Mean canonical correlation of independent N(0,1) blocks, N = 1000, p = 10 (3 decimals)."""
+    from collapse_lib.cca import canonical_correlations_np
+
+    r = np.random.default_rng(0)
+    expected = np.mean(
+        [
+            canonical_correlations_np(
+                r.standard_normal((1000, 10)), r.standard_normal((1000, 10))
+            ).mean()
+            for _ in range(50)
+        ]
+    )
+    # one draw has sd ~0.005, so a 20-draw average has SE ~0.0011 and the 50-draw reference ~0.0007;
+    # 0.005 is > 3 combined SEs and still rejects p = 50 (~0.19) or per-draw sums (~0.85)
+    ok = abs(_number(answer) - expected) <= 0.005
+    return ok, "Average the mean of the singular values over the draws; eps = 0, p = 10 per block."

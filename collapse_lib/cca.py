@@ -1,0 +1,457 @@
+"""Canonical correlation analysis, deep CCA and its noise regularization (NR-DCCA).
+
+Chapter 7 follows He, Du, Xu & Ma (NeurIPS 2024): DCCA encoders trained to maximise the
+canonical correlation between two views lose downstream performance as training goes on
+("model collapse" of a representation); a penalty that keeps each encoder's correlation
+with white noise equal to the input's (the Correlation Invariant Property) prevents it.
+
+Notation. For ``H1`` (N x p) and ``H2`` (N x q) with centred columns,
+``S11 = H1'H1/(N-1) + eps I``, ``S22 = H2'H2/(N-1) + eps I``, ``S12 = H1'H2/(N-1)``; the
+canonical correlations ``rho_1 >= rho_2 >= ...`` are the singular values of
+``T = S11^{-1/2} S12 S22^{-1/2}`` (any whitening with ``W'SW = I`` gives the same values).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from collapse_lib.runtime import check_choice, check_nonnegative, check_positive_int, rng
+
+METHODS = ("dcca", "nr", "nronly")
+REDUCES = ("mean", "sum")
+NOISES = ("gauss", "uniform")
+
+
+def _check_pair(h1: Any, h2: Any) -> None:
+    if h1.ndim != 2 or h2.ndim != 2:
+        raise ValueError("h1 and h2 must be 2-D (samples x features)")
+    if h1.shape[0] != h2.shape[0]:
+        raise ValueError(
+            f"h1 and h2 must have the same number of rows, got {h1.shape[0]} and {h2.shape[0]}"
+        )
+    if h1.shape[0] < 2:
+        raise ValueError("h1 needs at least 2 rows")
+
+
+# ---- canonical correlations ------------------------------------------------------------
+
+
+def canonical_correlations(h1, h2, eps: float = 1e-3):
+    """Differentiable canonical correlations of two torch matrices [standard, Andrew et al. 2013].
+
+    ``rho = svdvals(L1^{-1} S12 L2^{-T})`` with Cholesky factors ``S11 = L1 L1'``,
+    ``S22 = L2 L2'`` (ridge ``eps`` on the diagonals). Cholesky whitening and ``svdvals``
+    keep the gradient finite when correlations coincide (``eigh``/``svd`` with vectors
+    divide by eigenvalue gaps). Returns ``min(p, q)`` values, largest first.
+    """
+    import torch
+
+    _check_pair(h1, h2)
+    eps = check_nonnegative(eps, "eps")
+    n = h1.shape[0]
+    h1 = h1 - h1.mean(0)
+    h2 = h2 - h2.mean(0)
+    s11 = h1.T @ h1 / (n - 1) + eps * torch.eye(h1.shape[1], dtype=h1.dtype, device=h1.device)
+    s22 = h2.T @ h2 / (n - 1) + eps * torch.eye(h2.shape[1], dtype=h2.dtype, device=h2.device)
+    l1 = torch.linalg.cholesky(s11)
+    l2 = torch.linalg.cholesky(s22)
+    t = torch.linalg.solve_triangular(l1, h1.T @ h2 / (n - 1), upper=False)  # L1^-1 S12
+    t = torch.linalg.solve_triangular(l2, t.T, upper=False).T  # ... L2^-T
+    return torch.linalg.svdvals(t)
+
+
+def canonical_correlations_np(x: np.ndarray, y: np.ndarray, eps: float = 0.0) -> np.ndarray:
+    """Numpy reference: singular values of ``S11^{-1/2} S12 S22^{-1/2}`` via ``eigh`` [standard]."""
+    x, y = np.asarray(x, dtype=float), np.asarray(y, dtype=float)
+    _check_pair(x, y)
+    eps = check_nonnegative(eps, "eps")
+    n = x.shape[0]
+    x, y = x - x.mean(0), y - y.mean(0)
+
+    def inv_sqrt(s: np.ndarray) -> np.ndarray:
+        w, v = np.linalg.eigh(s)
+        return (v / np.sqrt(w)) @ v.T
+
+    s11 = x.T @ x / (n - 1) + eps * np.eye(x.shape[1])
+    s22 = y.T @ y / (n - 1) + eps * np.eye(y.shape[1])
+    t = inv_sqrt(s11) @ (x.T @ y / (n - 1)) @ inv_sqrt(s22)
+    return np.linalg.svd(t, compute_uv=False)
+
+
+class LinearCCA:
+    """Linear CCA with ``k`` components [standard].
+
+    ``T = U S V'``; ``W1 = S11^{-1/2} U[:, :k]``, ``W2 = S22^{-1/2} V[:, :k]``, so that
+    ``W_i' S_ii W_i = I_k`` and ``tr(W1' S12 W2) = rho_1 + ... + rho_k``. The representation
+    used downstream is the concatenation ``[X1 W1, X2 W2]`` (as the paper does for CCA).
+    """
+
+    def __init__(self, k: int, eps: float = 1e-3) -> None:
+        self.k = check_positive_int(k, "k")
+        self.eps = check_nonnegative(eps, "eps")
+
+    def fit(self, x1: np.ndarray, x2: np.ndarray) -> LinearCCA:
+        x1, x2 = np.asarray(x1, dtype=float), np.asarray(x2, dtype=float)
+        _check_pair(x1, x2)
+        if self.k > min(x1.shape[1], x2.shape[1]):
+            raise ValueError(f"k={self.k} exceeds the smaller view dimension")
+        n = x1.shape[0]
+        self.mean1_, self.mean2_ = x1.mean(0), x2.mean(0)
+        c1, c2 = x1 - self.mean1_, x2 - self.mean2_
+        w_inv = []
+        for c in (c1, c2):
+            w, v = np.linalg.eigh(c.T @ c / (n - 1) + self.eps * np.eye(c.shape[1]))
+            w_inv.append((v / np.sqrt(w)) @ v.T)
+        u, s, vt = np.linalg.svd(w_inv[0] @ (c1.T @ c2 / (n - 1)) @ w_inv[1])
+        self.w1_ = w_inv[0] @ u[:, : self.k]
+        self.w2_ = w_inv[1] @ vt.T[:, : self.k]
+        self.correlations_ = s[: self.k]
+        return self
+
+    def transform(self, x1: np.ndarray, x2: np.ndarray) -> np.ndarray:
+        """The concatenated projections ``[X1 W1, X2 W2]`` (N x 2k)."""
+        if not hasattr(self, "w1_"):
+            raise ValueError("call fit before transform")
+        x1, x2 = np.asarray(x1, dtype=float), np.asarray(x2, dtype=float)
+        _check_pair(x1, x2)
+        return np.hstack([(x1 - self.mean1_) @ self.w1_, (x2 - self.mean2_) @ self.w2_])
+
+
+# ---- losses ---------------------------------------------------------------------------
+
+
+def dcca_loss(z1, z2, eps: float = 1e-3):
+    """DCCA loss ``-sum_i rho_i(z1, z2)`` (total correlation, the trace norm of T) [standard]."""
+    return -canonical_correlations(z1, z2, eps).sum()
+
+
+def _noise_like(x, kind: str, generator):
+    import torch
+
+    if kind == "gauss":
+        return torch.randn(x.shape, generator=generator, dtype=x.dtype, device=x.device)
+    u = torch.rand(x.shape, generator=generator, dtype=x.dtype, device=x.device)
+    return (u - 0.5) * np.sqrt(12.0)  # unit variance
+
+
+def nr_penalty(
+    encoders: Sequence[Any],
+    views: Sequence[Any],
+    generator,
+    eps: float = 1e-3,
+    reduce: str = "mean",
+    noise: str = "gauss",
+):
+    """Noise-regularization penalty ``sum_k zeta_k`` [paper's form; normalisation ours].
+
+    ``zeta_k = |Corr(f_k(X_k), f_k(A_k)) - Corr(X_k, A_k)|`` with ``A_k`` white noise of the
+    shape of ``X_k`` (fresh from ``generator`` at every call) and ``Corr`` the ``mean`` (default)
+    or ``sum`` of the canonical correlations. Gradients flow through ``f_k(A_k)``;
+    ``Corr(X_k, A_k)`` has no parameters.
+    """
+    check_choice(reduce, REDUCES, "reduce")
+    check_choice(noise, NOISES, "noise")
+    if len(encoders) != len(views):
+        raise ValueError("encoders and views must have the same length")
+    total = 0.0
+    for f, x in zip(encoders, views, strict=True):
+        a = _noise_like(x, noise, generator)
+        rf = canonical_correlations(f(x), f(a), eps)
+        rx = canonical_correlations(x, a, eps).detach()
+        cf, cx = (rf.mean(), rx.mean()) if reduce == "mean" else (rf.sum(), rx.sum())
+        total = total + (cf - cx).abs()
+    return total
+
+
+def cip_gap(x: np.ndarray, w: np.ndarray, a: np.ndarray, eps: float = 1e-9) -> float:
+    """``eta = |Corr(X W, A W) - Corr(X, A)|`` for a linear map ``W`` (mean-Corr, float64).
+
+    [paper, Theorem 1] for square ``W``: ``eta = 0`` iff ``W`` is full rank (with ``eps = 0``).
+    """
+    x, w, a = (np.asarray(v, dtype=float) for v in (x, w, a))
+    if w.ndim != 2 or w.shape[0] != x.shape[1]:
+        raise ValueError("w must have as many rows as x has columns")
+    if a.shape != x.shape:
+        raise ValueError("a must have the shape of x")
+    return float(
+        abs(
+            canonical_correlations_np(x @ w, a @ w, eps).mean()
+            - canonical_correlations_np(x, a, eps).mean()
+        )
+    )
+
+
+# ---- metrics --------------------------------------------------------------------------
+
+
+def ridge_r2_cv(z: np.ndarray, targets: np.ndarray, folds: int = 5, alpha: float = 1.0) -> float:
+    """Mean over tasks of the cross-validated ridge R^2 of ``targets`` from ``z`` [paper].
+
+    ``z`` is standardised inside each fold (a pipeline); folds are shuffled with seed 0 so
+    that every representation is scored on the same split.
+    """
+    from sklearn.linear_model import Ridge
+    from sklearn.model_selection import KFold, cross_val_predict
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+
+    z, targets = np.asarray(z, dtype=float), np.asarray(targets, dtype=float)
+    if z.ndim != 2 or targets.ndim != 2 or z.shape[0] != targets.shape[0]:
+        raise ValueError("z and targets must be 2-D with the same number of rows")
+    folds = check_positive_int(folds, "folds")
+    model = make_pipeline(StandardScaler(), Ridge(alpha=check_nonnegative(alpha, "alpha")))
+    pred = cross_val_predict(model, z, targets, cv=KFold(folds, shuffle=True, random_state=0))
+    ss_res = ((targets - pred) ** 2).sum(0)
+    ss_tot = ((targets - targets.mean(0)) ** 2).sum(0)
+    return float(np.mean(1.0 - ss_res / ss_tot))
+
+
+def nesum(w: np.ndarray) -> float:
+    """NESum ``sum_i sigma_i^2 / sigma_1^2`` of a weight matrix (He & Ozay 2022) [recollection].
+
+    Between 1 (rank one) and ``min(w.shape)`` (all singular values equal).
+    """
+    s = np.linalg.svd(np.asarray(w, dtype=float), compute_uv=False)
+    return float((s**2).sum() / s[0] ** 2)
+
+
+def effective_rank(z: np.ndarray) -> float:
+    """``exp(entropy)`` of the normalised covariance eigenvalues of ``z`` (Roy & Vetterli)."""
+    z = np.asarray(z, dtype=float)
+    if z.ndim != 2 or z.shape[0] < 2:
+        raise ValueError("z must be 2-D with at least 2 rows")
+    lam = np.clip(np.linalg.eigvalsh(np.cov(z, rowvar=False)), 0, None)
+    p = lam / lam.sum()
+    p = p[p > 0]
+    return float(np.exp(-(p * np.log(p)).sum()))
+
+
+# ---- synthetic two-view data ------------------------------------------------------------
+
+
+def multiview_synthetic(
+    n: int = 2000,
+    common_rate: float = 0.5,
+    d_god: int = 20,
+    dim: int = 50,
+    n_tasks: int = 20,
+    noise: float = 0.1,
+    seed: int = 0,
+) -> dict[str, Any]:
+    """Two views of a latent "God embedding" with a common rate [in the spirit of the paper].
+
+    ``G ~ N(0, I_{d_god})``; each view sees ``s = d_god/2`` coordinates, of which
+    ``m = round(c s)`` are shared: ``S1 = {0..s-1}``, ``S2 = {0..m-1} u {s..2s-m-1}``.
+    ``X_k = tanh(G_{S_k} M_k1) M_k2 + noise * std * eps`` (random fixed maps, ``2 dim`` hidden),
+    standardised with the training split's statistics. Tasks need all of G:
+    ``T = G W + 0.5 tanh(2 G V + b)``. The first ``n/2`` rows train the encoders, the rest
+    are the evaluation split. The functional forms are this book's; the paper's are unknown.
+    """
+    n = check_positive_int(n, "n")
+    if n < 4:
+        raise ValueError("n must be at least 4")
+    d_god = check_positive_int(d_god, "d_god")
+    if d_god % 2:
+        raise ValueError("d_god must be even")
+    dim = check_positive_int(dim, "dim")
+    n_tasks = check_positive_int(n_tasks, "n_tasks")
+    c = float(common_rate)
+    if not 0.0 <= c <= 1.0:
+        raise ValueError(f"common_rate must lie in [0, 1], got {common_rate!r}")
+    noise = check_nonnegative(noise, "noise")
+    g_rng = rng(seed, 7, 0)
+    s = d_god // 2
+    m = int(round(c * s))
+    sets = [np.arange(s), np.r_[np.arange(m), np.arange(s, 2 * s - m)]]
+    g = g_rng.standard_normal((n, d_god))
+    half = n // 2
+    views = []
+    for k, idx in enumerate(sets):
+        r = rng(seed, 7, 1 + k)
+        m1 = r.standard_normal((s, 2 * dim)) / np.sqrt(s)
+        m2 = r.standard_normal((2 * dim, dim)) / np.sqrt(2 * dim)
+        phi = np.tanh(g[:, idx] @ m1) @ m2
+        x = phi + noise * phi.std(0) * r.standard_normal(phi.shape)
+        mu, sd = x[:half].mean(0), x[:half].std(0)
+        views.append(((x - mu) / sd).astype(np.float32))
+    r = rng(seed, 7, 3)
+    w = r.standard_normal((d_god, n_tasks)) / np.sqrt(d_god)
+    v = r.standard_normal((d_god, n_tasks)) / np.sqrt(d_god)
+    b = r.uniform(-1, 1, n_tasks)
+    t = g @ w + 0.5 * np.tanh(2 * g @ v + b)
+    return {
+        "x1": views[0],
+        "x2": views[1],
+        "tasks": t,
+        "g": g,
+        "sets": sets,
+        "shared": m,
+        "train": slice(0, half),
+        "eval": slice(half, n),
+    }
+
+
+# ---- training -------------------------------------------------------------------------
+
+
+def make_encoder(dim_in: int, k: int, hidden: int = 256, depth: int = 2):
+    """MLP ``dim_in -> hidden (x depth, ReLU) -> k`` with PyTorch's default initialisation."""
+    import torch
+
+    dim_in, k = check_positive_int(dim_in, "dim_in"), check_positive_int(k, "k")
+    hidden, depth = check_positive_int(hidden, "hidden"), check_positive_int(depth, "depth")
+    layers: list[Any] = []
+    width = dim_in
+    for _ in range(depth):
+        layers += [torch.nn.Linear(width, hidden), torch.nn.ReLU()]
+        width = hidden
+    layers.append(torch.nn.Linear(width, k))
+    return torch.nn.Sequential(*layers)
+
+
+def init_encoders(
+    dims: Sequence[int],
+    k: int,
+    hidden: int = 256,
+    depth: int = 2,
+    seed: int = 0,
+    device: str = "cpu",
+) -> list[Any]:
+    """The encoders at epoch 0 for ``seed``: the same for every method (``train_dcca`` uses it)."""
+    import torch
+
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(int(rng(seed, 7, 10).integers(2**62)))
+        return [make_encoder(int(d), k, hidden, depth).to(device) for d in dims]
+
+
+def default_eval_epochs(epochs: int) -> list[int]:
+    """Dense early evaluation: every 2 epochs up to 20, then every 10, always the last."""
+    epochs = check_positive_int(epochs, "epochs")
+    ev = set(range(0, min(epochs, 20) + 1, 2)) | set(range(0, epochs + 1, 10)) | {epochs}
+    return sorted(ev)
+
+
+def train_dcca(
+    data: dict[str, Any],
+    method: str = "dcca",
+    alpha: float = 0.0,
+    k: int = 10,
+    hidden: int = 256,
+    depth: int = 2,
+    epochs: int = 60,
+    batch: int = 250,
+    lr: float = 1e-3,
+    eps: float = 1e-3,
+    weight_decay: float = 0.0,
+    reduce: str = "mean",
+    noise: str = "gauss",
+    seed: int = 0,
+    eval_epochs: Sequence[int] | None = None,
+    device: str = "cpu",
+    return_encoders: bool = False,
+):
+    """Train encoders by DCCA (``"dcca"``), NR-DCCA (``"nr"``) or the penalty only (``"nronly"``).
+
+    Loss per mini-batch [paper's form]: ``-sum_i rho_i(f1(x1), f2(x2)) + alpha * sum_k zeta_k``
+    (``"nronly"`` drops the first term). Adam, float32 training, float64 evaluation. The
+    encoders' initialisation and the shuffling depend only on ``seed``; the noise has its own
+    ``torch.Generator``, so ``alpha = 0`` reproduces ``"dcca"`` exactly.
+
+    Returns a tidy table, one row per evaluated epoch: ``r2`` (5-fold CV ridge on the
+    evaluation split's representation ``[f1, f2]``), ``corr_train``/``corr_eval`` (sum of the
+    canonical correlations between the encoded views), ``noise_corr_f``/``noise_corr_x``
+    (mean canonical correlation of view 1 with fixed white noise after/before the encoder),
+    ``nesum`` (first layer of encoder 1), ``eff_rank`` (of the representation). With
+    ``return_encoders`` also the two encoders.
+    """
+    import torch
+
+    method = check_choice(method, METHODS, "method")
+    alpha = check_nonnegative(alpha, "alpha")
+    if method == "dcca" and alpha != 0:
+        raise ValueError("alpha must be 0 for method 'dcca' (use method='nr')")
+    k, epochs, batch = (
+        check_positive_int(v, name) for v, name in ((k, "k"), (epochs, "epochs"), (batch, "batch"))
+    )
+    check_nonnegative(lr, "lr")
+    check_choice(reduce, REDUCES, "reduce")
+    check_choice(noise, NOISES, "noise")
+    ev = (
+        default_eval_epochs(epochs)
+        if eval_epochs is None
+        else sorted(set(int(e) for e in eval_epochs))
+    )
+    if ev and (ev[0] < 0 or ev[-1] > epochs):
+        raise ValueError("eval_epochs must lie in [0, epochs]")
+    tr, te = data["train"], data["eval"]
+    x1 = torch.as_tensor(data["x1"][tr], device=device)
+    x2 = torch.as_tensor(data["x2"][tr], device=device)
+    n_train = x1.shape[0]
+    if batch > n_train:
+        raise ValueError(f"batch={batch} exceeds the {n_train} training rows")
+    encoders = init_encoders([x1.shape[1], x2.shape[1]], k, hidden, depth, seed, device)
+    params = [p for f in encoders for p in f.parameters()]
+    opt = torch.optim.Adam(params, lr=lr, weight_decay=weight_decay)
+    shuffle_gen = torch.Generator(device="cpu").manual_seed(int(rng(seed, 7, 11).integers(2**62)))
+    noise_gen = torch.Generator(device=device).manual_seed(int(rng(seed, 7, 12).integers(2**62)))
+
+    e1, e2 = (np.asarray(data[v][te], dtype=np.float64) for v in ("x1", "x2"))
+    t_eval = np.asarray(data["tasks"][te])
+    a_eval = rng(seed, 7, 13).standard_normal(e1.shape)
+    noise_corr_x = float(canonical_correlations_np(e1, a_eval, eps).mean())
+    x1_np, x2_np = (np.asarray(data[v][tr], dtype=np.float64) for v in ("x1", "x2"))
+
+    def encode(f, x):
+        with torch.no_grad():
+            return f(torch.as_tensor(x, dtype=torch.float32, device=device)).double().cpu().numpy()
+
+    rows = []
+
+    def evaluate(epoch: int) -> None:
+        z1, z2 = encode(encoders[0], e1), encode(encoders[1], e2)
+        z = np.hstack([z1, z2])
+        rows.append(
+            {
+                "method": method,
+                "alpha": alpha,
+                "epoch": epoch,
+                "r2": ridge_r2_cv(z, t_eval),
+                "corr_train": float(
+                    canonical_correlations_np(
+                        encode(encoders[0], x1_np), encode(encoders[1], x2_np), eps
+                    ).sum()
+                ),
+                "corr_eval": float(canonical_correlations_np(z1, z2, eps).sum()),
+                "noise_corr_f": float(
+                    canonical_correlations_np(z1, encode(encoders[0], a_eval), eps).mean()
+                ),
+                "noise_corr_x": noise_corr_x,
+                "nesum": nesum(encoders[0][0].weight.detach().double().cpu().numpy()),
+                "eff_rank": effective_rank(z),
+            }
+        )
+
+    if 0 in ev:
+        evaluate(0)
+    for epoch in range(1, epochs + 1):
+        perm = torch.randperm(n_train, generator=shuffle_gen).to(device)
+        for start in range(0, n_train - batch + 1, batch):  # drop the last partial batch
+            idx = perm[start : start + batch]
+            b1, b2 = x1[idx], x2[idx]
+            loss = 0.0
+            if method != "nronly":
+                loss = dcca_loss(encoders[0](b1), encoders[1](b2), eps)
+            if method != "dcca":
+                loss = loss + alpha * nr_penalty(encoders, [b1, b2], noise_gen, eps, reduce, noise)
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+        if epoch in ev:
+            evaluate(epoch)
+    table = pd.DataFrame(rows)
+    return (table, encoders) if return_encoders else table

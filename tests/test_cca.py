@@ -1,0 +1,163 @@
+"""Tests for collapse_lib.cca (spec nr_dcca.md, section 7)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from collapse_lib import cca
+
+torch.set_num_threads(1)
+
+
+def _blocks(n=500, d=12, seed=0):
+    r = np.random.default_rng(seed)
+    x = r.standard_normal((n, d))
+    y = x @ r.standard_normal((d, d)) * 0.3 + r.standard_normal((n, d))
+    return x, y
+
+
+def test_torch_matches_numpy_reference():
+    x, y = _blocks()
+    rho_t = cca.canonical_correlations(torch.tensor(x), torch.tensor(y), 1e-3).numpy()
+    rho_np = cca.canonical_correlations_np(x, y, 1e-3)
+    assert np.max(np.abs(rho_t - rho_np)) < 1e-10
+
+
+def test_identical_views_give_dimension():
+    x, _ = _blocks()
+    x = (x - x.mean(0)) / x.std(0, ddof=1)
+    assert abs(cca.canonical_correlations_np(x, x, 1e-6).sum() - 12) < 1e-3
+    s = cca.canonical_correlations(torch.tensor(x), torch.tensor(x), 1e-3).sum().item()
+    assert 0.98 * 12 < s <= 12
+
+
+def test_invariance_to_invertible_maps_only_as_eps_vanishes():
+    x, y = _blocks()
+    r = np.random.default_rng(1)
+    w1, w2 = r.standard_normal((12, 12)), r.standard_normal((12, 12))
+    base = cca.canonical_correlations_np(x, y, 1e-9).sum()
+    assert abs(cca.canonical_correlations_np(x @ w1, y @ w2, 1e-9).sum() - base) < 1e-6
+    ridge = cca.canonical_correlations_np(x, y, 1e-3).sum()
+    assert abs(cca.canonical_correlations_np(x @ w1, y @ w2, 1e-3).sum() - ridge) > 1e-3
+
+
+def test_cip_full_rank_vs_rank_deficient():
+    r = np.random.default_rng(2)
+    x, a = r.standard_normal((500, 12)), r.standard_normal((500, 12))
+    corr_xa = cca.canonical_correlations_np(x, a, 1e-9).mean()
+    gaps = []
+    for rank in (2, 6, 11, 12):
+        w = r.standard_normal((12, rank)) @ r.standard_normal((rank, 12))
+        gaps.append(cca.cip_gap(x, w, a, 1e-9))
+    assert gaps[-1] < 1e-6
+    assert gaps[1] > 0.3 * corr_xa
+    assert all(g1 >= g2 for g1, g2 in zip(gaps[:-1], gaps[1:], strict=True))
+
+
+def test_null_level_of_independent_blocks():
+    r = np.random.default_rng(3)
+    vals = [
+        cca.canonical_correlations_np(
+            r.standard_normal((1000, 10)), r.standard_normal((1000, 10))
+        ).mean()
+        for _ in range(20)
+    ]
+    # spec: 0.085, sd 0.005 per draw, so the 20-draw mean has SE ~0.001; 0.02 is the spec's band
+    assert abs(np.mean(vals) - 0.085) < 0.02
+
+
+def test_gradcheck_loss_and_penalty():
+    g = torch.Generator().manual_seed(0)
+    h1 = torch.randn(40, 4, dtype=torch.float64, generator=g, requires_grad=True)
+    h2 = torch.randn(40, 4, dtype=torch.float64, generator=g)
+    assert torch.autograd.gradcheck(lambda a: cca.dcca_loss(a, h2, 1e-3), (h1,))
+    x = torch.randn(40, 6, dtype=torch.float64, generator=g)
+    w = torch.randn(6, 3, dtype=torch.float64, generator=g, requires_grad=True)
+
+    def pen(w):
+        return cca.nr_penalty([lambda v: v @ w], [x], torch.Generator().manual_seed(1), 1e-3)
+
+    assert torch.autograd.gradcheck(pen, (w,))
+
+
+@pytest.fixture(scope="module")
+def half():
+    return cca.multiview_synthetic(2000, 0.5, seed=0)
+
+
+def test_alpha_zero_equals_dcca(half):
+    ev = [3]
+    _, f_d = cca.train_dcca(half, "dcca", epochs=3, eval_epochs=ev, return_encoders=True)
+    _, f_n = cca.train_dcca(half, "nr", 0.0, epochs=3, eval_epochs=ev, return_encoders=True)
+    for a, b in zip(f_d, f_n, strict=True):
+        for p, q in zip(a.parameters(), b.parameters(), strict=True):
+            assert torch.equal(p, q)
+
+
+def test_sum_equals_mean_times_k_in_nonsquare_regime(half):
+    kw = dict(epochs=1, batch=1000, eval_epochs=[1], return_encoders=True)
+    _, f_m = cca.train_dcca(half, "nr", 100.0, reduce="mean", **kw)
+    _, f_s = cca.train_dcca(half, "nr", 10.0, reduce="sum", **kw)
+    for a, b in zip(f_m, f_s, strict=True):
+        for p, q in zip(a.parameters(), b.parameters(), strict=True):
+            assert torch.allclose(p, q, atol=1e-6)
+
+
+def test_collapse_and_its_prevention(half):
+    # quick configuration shortened to 40 epochs (the collapse is over by epoch ~20);
+    # margins are about half the smallest effect over 3 seeds in the spec's prototype
+    ev = [0, 2, 4, 6, 8, 10, 20, 40]
+    d = cca.train_dcca(half, "dcca", epochs=40, eval_epochs=ev)
+    n = cca.train_dcca(half, "nr", 300.0, epochs=40, eval_epochs=ev)
+    assert d.r2.max() - d.r2.iloc[-1] >= 0.10
+    assert n.r2.max() - n.r2.iloc[-1] <= 0.08
+    assert n.r2.iloc[-1] - d.r2.iloc[-1] >= 0.15
+    assert d.corr_train.iloc[-1] >= 8.0  # "model correlation": DCCA fills all k = 10
+    assert 2.0 <= n.corr_eval.iloc[-1] <= 8.0  # NR stays near the true shared amount
+    full = cca.multiview_synthetic(2000, 1.0, seed=0)
+    c = cca.train_dcca(full, "dcca", epochs=40, eval_epochs=ev)
+    assert c.r2.max() - c.r2.iloc[-1] <= 0.03  # control: no collapse at 100% common rate
+
+
+def test_linear_cca_fit_transform():
+    x, y = _blocks()
+    m = cca.LinearCCA(4, 1e-9).fit(x, y)
+    z = m.transform(x, y)
+    assert z.shape == (500, 8)
+    assert np.allclose(np.cov(z[:, :4], rowvar=False), np.eye(4), atol=1e-6)
+    assert np.allclose(m.correlations_, cca.canonical_correlations_np(x, y, 1e-9)[:4])
+
+
+def test_metrics():
+    r = np.random.default_rng(4)
+    z = r.standard_normal((300, 5))
+    assert cca.ridge_r2_cv(z, z @ r.standard_normal((5, 3))) > 0.99
+    assert cca.ridge_r2_cv(z, r.standard_normal((300, 2))) < 0.05
+    assert abs(cca.nesum(np.diag([2.0, 2.0, 2.0])) - 3) < 1e-12
+    assert abs(cca.nesum(np.outer([1.0, 2], [3.0, 4])) - 1) < 1e-12
+    assert abs(cca.effective_rank(z) - 5) < 0.1
+    assert cca.effective_rank(np.outer(z[:, 0], np.ones(4))) < 1.01
+
+
+def test_bad_inputs(half):
+    x, y = _blocks()
+    with pytest.raises(ValueError, match="rows"):
+        cca.canonical_correlations_np(x, y[:10])
+    with pytest.raises(ValueError, match="eps"):
+        cca.canonical_correlations_np(x, y, -1)
+    with pytest.raises(ValueError, match="common_rate"):
+        cca.multiview_synthetic(100, 1.5)
+    with pytest.raises(ValueError, match="n"):
+        cca.multiview_synthetic(0)
+    with pytest.raises(ValueError, match="method"):
+        cca.train_dcca(half, "vae")
+    with pytest.raises(ValueError, match="alpha"):
+        cca.train_dcca(half, "dcca", 1.0)
+    with pytest.raises(ValueError, match="batch"):
+        cca.train_dcca(half, "dcca", batch=5000)
+    with pytest.raises(ValueError, match="reduce"):
+        cca.nr_penalty([], [], None, reduce="max")
+    with pytest.raises(ValueError, match="k"):
+        cca.LinearCCA(0)
