@@ -19,6 +19,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from collapse_lib.metrics import entropy
 from collapse_lib.runtime import check_choice, check_nonnegative, check_positive_int, rng
 
 METHODS = ("dcca", "nr", "nronly")
@@ -225,9 +226,7 @@ def effective_rank(z: np.ndarray) -> float:
     if z.ndim != 2 or z.shape[0] < 2:
         raise ValueError("z must be 2-D with at least 2 rows")
     lam = np.clip(np.linalg.eigvalsh(np.cov(z, rowvar=False)), 0, None)
-    p = lam / lam.sum()
-    p = p[p > 0]
-    return float(np.exp(-(p * np.log(p)).sum()))
+    return float(np.exp(entropy(lam / lam.sum())))
 
 
 # ---- synthetic two-view data ------------------------------------------------------------
