@@ -19,7 +19,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from collapse_lib.metrics import entropy
+from collapse_lib.metrics import effective_rank, nesum, ridge_r2_cv
 from collapse_lib.runtime import check_choice, check_nonnegative, check_positive_int, rng
 
 METHODS = ("dcca", "nr", "nronly")
@@ -184,114 +184,6 @@ def cip_gap(x: np.ndarray, w: np.ndarray, a: np.ndarray, eps: float = 1e-9) -> f
             - canonical_correlations_np(x, a, eps).mean()
         )
     )
-
-
-# ---- metrics --------------------------------------------------------------------------
-
-
-def ridge_r2_cv(z: np.ndarray, targets: np.ndarray, folds: int = 5, alpha: float = 1.0) -> float:
-    """Mean over tasks of the cross-validated ridge R^2 of ``targets`` from ``z`` [paper].
-
-    ``z`` is standardised inside each fold (a pipeline); folds are shuffled with seed 0 so
-    that every representation is scored on the same split.
-    """
-    from sklearn.linear_model import Ridge
-    from sklearn.model_selection import KFold, cross_val_predict
-    from sklearn.pipeline import make_pipeline
-    from sklearn.preprocessing import StandardScaler
-
-    z, targets = np.asarray(z, dtype=float), np.asarray(targets, dtype=float)
-    if z.ndim != 2 or targets.ndim != 2 or z.shape[0] != targets.shape[0]:
-        raise ValueError("z and targets must be 2-D with the same number of rows")
-    folds = check_positive_int(folds, "folds")
-    model = make_pipeline(StandardScaler(), Ridge(alpha=check_nonnegative(alpha, "alpha")))
-    pred = cross_val_predict(model, z, targets, cv=KFold(folds, shuffle=True, random_state=0))
-    ss_res = ((targets - pred) ** 2).sum(0)
-    ss_tot = ((targets - targets.mean(0)) ** 2).sum(0)
-    return float(np.mean(1.0 - ss_res / ss_tot))
-
-
-def nesum(w: np.ndarray) -> float:
-    """NESum ``sum_i sigma_i^2 / sigma_1^2`` of a weight matrix (He & Ozay 2022) [recollection].
-
-    Between 1 (rank one) and ``min(w.shape)`` (all singular values equal).
-    """
-    s = np.linalg.svd(np.asarray(w, dtype=float), compute_uv=False)
-    return float((s**2).sum() / s[0] ** 2)
-
-
-def effective_rank(z: np.ndarray) -> float:
-    """``exp(entropy)`` of the normalised covariance eigenvalues of ``z`` (Roy & Vetterli)."""
-    z = np.asarray(z, dtype=float)
-    if z.ndim != 2 or z.shape[0] < 2:
-        raise ValueError("z must be 2-D with at least 2 rows")
-    lam = np.clip(np.linalg.eigvalsh(np.cov(z, rowvar=False)), 0, None)
-    return float(np.exp(entropy(lam / lam.sum())))
-
-
-# ---- synthetic two-view data ------------------------------------------------------------
-
-
-def multiview_synthetic(
-    n: int = 2000,
-    common_rate: float = 0.5,
-    d_god: int = 20,
-    dim: int = 50,
-    n_tasks: int = 20,
-    noise: float = 0.1,
-    seed: int = 0,
-) -> dict[str, Any]:
-    """Two views of a latent "God embedding" with a common rate [in the spirit of the paper].
-
-    ``G ~ N(0, I_{d_god})``; each view sees ``s = d_god/2`` coordinates, of which
-    ``m = round(c s)`` are shared: ``S1 = {0..s-1}``, ``S2 = {0..m-1} u {s..2s-m-1}``.
-    ``X_k = tanh(G_{S_k} M_k1) M_k2 + noise * std * eps`` (random fixed maps, ``2 dim`` hidden),
-    standardised with the training split's statistics. Tasks need all of G:
-    ``T = G W + 0.5 tanh(2 G V + b)``. The first ``n/2`` rows train the encoders, the rest
-    are the evaluation split. The functional forms are this book's; the paper's are unknown.
-    """
-    n = check_positive_int(n, "n")
-    if n < 4:
-        raise ValueError("n must be at least 4")
-    d_god = check_positive_int(d_god, "d_god")
-    if d_god % 2:
-        raise ValueError("d_god must be even")
-    dim = check_positive_int(dim, "dim")
-    n_tasks = check_positive_int(n_tasks, "n_tasks")
-    c = float(common_rate)
-    if not 0.0 <= c <= 1.0:
-        raise ValueError(f"common_rate must lie in [0, 1], got {common_rate!r}")
-    noise = check_nonnegative(noise, "noise")
-    g_rng = rng(seed, 7, 0)
-    s = d_god // 2
-    m = int(round(c * s))
-    sets = [np.arange(s), np.r_[np.arange(m), np.arange(s, 2 * s - m)]]
-    g = g_rng.standard_normal((n, d_god))
-    half = n // 2
-    views = []
-    for k, idx in enumerate(sets):
-        r = rng(seed, 7, 1 + k)
-        m1 = r.standard_normal((s, 2 * dim)) / np.sqrt(s)
-        m2 = r.standard_normal((2 * dim, dim)) / np.sqrt(2 * dim)
-        phi = np.tanh(g[:, idx] @ m1) @ m2
-        x = phi + noise * phi.std(0) * r.standard_normal(phi.shape)
-        mu, sd = x[:half].mean(0), x[:half].std(0)
-        views.append(((x - mu) / sd).astype(np.float32))
-    r = rng(seed, 7, 3)
-    w = r.standard_normal((d_god, n_tasks)) / np.sqrt(d_god)
-    v = r.standard_normal((d_god, n_tasks)) / np.sqrt(d_god)
-    b = r.uniform(-1, 1, n_tasks)
-    t = g @ w + 0.5 * np.tanh(2 * g @ v + b)
-    return {
-        "x1": views[0],
-        "x2": views[1],
-        "tasks": t,
-        "g": g,
-        "sets": sets,
-        "shared": m,
-        "train": slice(0, half),
-        "eval": slice(half, n),
-    }
 
 
 # ---- training -------------------------------------------------------------------------

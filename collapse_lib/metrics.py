@@ -9,7 +9,7 @@ from __future__ import annotations
 import numpy as np
 from scipy.special import entr, rel_entr
 
-from collapse_lib.runtime import check_probabilities
+from collapse_lib.runtime import check_nonnegative, check_positive_int, check_probabilities
 
 
 def _probabilities(p: np.ndarray, name: str) -> np.ndarray:
@@ -94,3 +94,90 @@ def gaussian_parameter_errors(
         "var_ratio": var / var_true,
         "log_var_ratio": np.log(var / var_true),
     }
+
+
+# ---- representations and samples -------------------------------------------------
+
+
+def ridge_r2_cv(z: np.ndarray, targets: np.ndarray, folds: int = 5, alpha: float = 1.0) -> float:
+    """Mean over tasks of the cross-validated ridge R^2 of ``targets`` from ``z`` [paper].
+
+    ``z`` is standardised inside each fold (a pipeline); folds are shuffled with seed 0 so
+    that every representation is scored on the same split.
+    """
+    from sklearn.linear_model import Ridge
+    from sklearn.model_selection import KFold, cross_val_predict
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+
+    z, targets = np.asarray(z, dtype=float), np.asarray(targets, dtype=float)
+    if z.ndim != 2 or targets.ndim != 2 or z.shape[0] != targets.shape[0]:
+        raise ValueError("z and targets must be 2-D with the same number of rows")
+    folds = check_positive_int(folds, "folds")
+    model = make_pipeline(StandardScaler(), Ridge(alpha=check_nonnegative(alpha, "alpha")))
+    pred = cross_val_predict(model, z, targets, cv=KFold(folds, shuffle=True, random_state=0))
+    ss_res = ((targets - pred) ** 2).sum(0)
+    ss_tot = ((targets - targets.mean(0)) ** 2).sum(0)
+    return float(np.mean(1.0 - ss_res / ss_tot))
+
+
+def nesum(w: np.ndarray) -> float:
+    """NESum ``sum_i sigma_i^2 / sigma_1^2`` of a weight matrix (He & Ozay 2022) [recollection].
+
+    Between 1 (rank one) and ``min(w.shape)`` (all singular values equal).
+    """
+    s = np.linalg.svd(np.asarray(w, dtype=float), compute_uv=False)
+    return float((s**2).sum() / s[0] ** 2)
+
+
+def effective_rank(z: np.ndarray) -> float:
+    """``exp(entropy)`` of the normalised covariance eigenvalues of ``z`` (Roy & Vetterli)."""
+    z = np.asarray(z, dtype=float)
+    if z.ndim != 2 or z.shape[0] < 2:
+        raise ValueError("z must be 2-D with at least 2 rows")
+    lam = np.clip(np.linalg.eigvalsh(np.cov(z, rowvar=False)), 0, None)
+    return float(np.exp(entropy(lam / lam.sum())))
+
+
+def svc_f1_cv(z: np.ndarray, labels: np.ndarray, folds: int = 5) -> float:
+    """Cross-validated macro-F1 of an RBF support-vector classifier of ``labels`` from ``z``.
+
+    ``z`` is standardised inside each fold; ``StratifiedKFold`` shuffled with seed 0, so
+    every representation is scored on the same split.
+    """
+    from sklearn.metrics import f1_score
+    from sklearn.model_selection import StratifiedKFold, cross_val_predict
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+    from sklearn.svm import SVC
+
+    z, labels = np.asarray(z, dtype=float), np.asarray(labels)
+    if z.ndim != 2 or labels.ndim != 1 or z.shape[0] != labels.shape[0]:
+        raise ValueError("z must be 2-D and labels 1-D with the same number of rows")
+    folds = check_positive_int(folds, "folds")
+    cv = StratifiedKFold(folds, shuffle=True, random_state=0)
+    pred = cross_val_predict(make_pipeline(StandardScaler(), SVC()), z, labels, cv=cv)
+    return float(f1_score(labels, pred, average="macro"))
+
+
+def frechet_distance(a: np.ndarray, b: np.ndarray) -> float:
+    """Fréchet distance between Gaussians fitted to two samples (the formula behind FID).
+
+    ``|mu_a - mu_b|^2 + tr(S_a + S_b - 2 (S_a^{1/2} S_b S_a^{1/2})^{1/2})`` with sample
+    means and covariances of the rows of ``a`` (n x d) and ``b`` (m x d). The trace term
+    uses the eigenvalues of ``S_a^{1/2} S_b S_a^{1/2}`` (symmetric, so no complex
+    round-off). Biased upward at small n: compare like with like, at equal sample sizes.
+    """
+    a, b = np.asarray(a, dtype=float), np.asarray(b, dtype=float)
+    if a.ndim != 2 or b.ndim != 2 or a.shape[1] != b.shape[1]:
+        raise ValueError(
+            f"a and b must be 2-D with the same number of columns, got {a.shape} and {b.shape}"
+        )
+    if min(len(a), len(b)) < 2:
+        raise ValueError("a and b need at least 2 rows each")
+    sa, sb = np.atleast_2d(np.cov(a, rowvar=False)), np.atleast_2d(np.cov(b, rowvar=False))
+    lam, vec = np.linalg.eigh(sa)
+    root_a = (vec * np.sqrt(np.clip(lam, 0, None))) @ vec.T
+    cross = np.clip(np.linalg.eigvalsh(root_a @ sb @ root_a), 0, None)
+    mean_term = float(((a.mean(0) - b.mean(0)) ** 2).sum())
+    return mean_term + float(np.trace(sa) + np.trace(sb) - 2 * np.sqrt(cross).sum())

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from collapse_lib import cca
+from collapse_lib import cca, data, metrics
 
 torch.set_num_threads(1)
 
@@ -84,7 +84,7 @@ def test_gradcheck_loss_and_penalty():
 
 @pytest.fixture(scope="module")
 def half():
-    return cca.multiview_synthetic(2000, 0.5, seed=0)
+    return data.multiview_synthetic(2000, 0.5, seed=0)
 
 
 def test_alpha_zero_equals_dcca(half):
@@ -116,7 +116,7 @@ def test_collapse_and_its_prevention(half):
     assert n.r2.iloc[-1] - d.r2.iloc[-1] >= 0.15
     assert d.corr_train.iloc[-1] >= 8.0  # "model correlation": DCCA fills all k = 10
     assert 2.0 <= n.corr_eval.iloc[-1] <= 8.0  # NR stays near the true shared amount
-    full = cca.multiview_synthetic(2000, 1.0, seed=0)
+    full = data.multiview_synthetic(2000, 1.0, seed=0)
     c = cca.train_dcca(full, "dcca", epochs=40, eval_epochs=ev)
     assert c.r2.max() - c.r2.iloc[-1] <= 0.03  # control: no collapse at 100% common rate
 
@@ -133,12 +133,12 @@ def test_linear_cca_fit_transform():
 def test_metrics():
     r = np.random.default_rng(4)
     z = r.standard_normal((300, 5))
-    assert cca.ridge_r2_cv(z, z @ r.standard_normal((5, 3))) > 0.99
-    assert cca.ridge_r2_cv(z, r.standard_normal((300, 2))) < 0.05
-    assert abs(cca.nesum(np.diag([2.0, 2.0, 2.0])) - 3) < 1e-12
-    assert abs(cca.nesum(np.outer([1.0, 2], [3.0, 4])) - 1) < 1e-12
-    assert abs(cca.effective_rank(z) - 5) < 0.1
-    assert cca.effective_rank(np.outer(z[:, 0], np.ones(4))) < 1.01
+    assert metrics.ridge_r2_cv(z, z @ r.standard_normal((5, 3))) > 0.99
+    assert metrics.ridge_r2_cv(z, r.standard_normal((300, 2))) < 0.05
+    assert abs(metrics.nesum(np.diag([2.0, 2.0, 2.0])) - 3) < 1e-12
+    assert abs(metrics.nesum(np.outer([1.0, 2], [3.0, 4])) - 1) < 1e-12
+    assert abs(metrics.effective_rank(z) - 5) < 0.1
+    assert metrics.effective_rank(np.outer(z[:, 0], np.ones(4))) < 1.01
 
 
 def test_bad_inputs(half):
@@ -148,9 +148,9 @@ def test_bad_inputs(half):
     with pytest.raises(ValueError, match="eps"):
         cca.canonical_correlations_np(x, y, -1)
     with pytest.raises(ValueError, match="common_rate"):
-        cca.multiview_synthetic(100, 1.5)
+        data.multiview_synthetic(100, 1.5)
     with pytest.raises(ValueError, match="n"):
-        cca.multiview_synthetic(0)
+        data.multiview_synthetic(0)
     with pytest.raises(ValueError, match="method"):
         cca.train_dcca(half, "vae")
     with pytest.raises(ValueError, match="alpha"):

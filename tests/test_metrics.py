@@ -2,6 +2,7 @@ import numpy as np
 import pytest
 from scipy import stats
 
+from collapse_lib import metrics
 from collapse_lib.metrics import (
     empirical_distribution,
     entropy,
@@ -67,3 +68,26 @@ def test_bad_distributions(p, q, match):
 def test_gaussian_kl_rejects_nonpositive_variance():
     with pytest.raises(ValueError, match="var_true and var must be > 0"):
         gaussian_kl_true_model(0.0, 1.0, 0.0, 0.0)
+
+
+def test_frechet_distance_between_gaussians():
+    r = np.random.default_rng(0)
+    a = r.standard_normal((20000, 3))
+    b = 2 * r.standard_normal((20000, 3)) + 1
+    # |mu|^2 = 3, trace term 3 * (1 + 4 - 2 * 2) = 3; sampling error ~ 0.03
+    assert abs(metrics.frechet_distance(a, b) - 6.0) < 0.15
+    assert metrics.frechet_distance(a, a) == pytest.approx(0, abs=1e-8)
+    with pytest.raises(ValueError, match="columns"):
+        metrics.frechet_distance(a, b[:, :2])
+    with pytest.raises(ValueError, match="2 rows"):
+        metrics.frechet_distance(a[:1], b)
+
+
+def test_svc_f1_separable_and_random_labels():
+    r = np.random.default_rng(1)
+    y = np.repeat(np.arange(3), 60)
+    z = r.standard_normal((180, 2)) + 6 * np.eye(3, 2)[y]
+    assert metrics.svc_f1_cv(z, y) > 0.95
+    assert metrics.svc_f1_cv(r.standard_normal((180, 2)), y) < 0.55
+    with pytest.raises(ValueError, match="same number of rows"):
+        metrics.svc_f1_cv(z, y[:-1])

@@ -1,0 +1,45 @@
+"""The shared data sets: shapes, scaling, determinism, and the errors on bad arguments."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from collapse_lib import data
+
+
+def test_digits_are_the_installed_set():
+    x, y = data.digits()
+    assert x.shape == (1797, 64) and y.shape == (1797,)
+    assert x.min() == 0.0 and x.max() == 1.0
+    assert np.allclose(x * 16, np.round(x * 16))  # integer intensities 0..16
+    assert set(np.unique(y)) == set(range(10))
+    with pytest.raises(ValueError):
+        x[0, 0] = 0.5  # the cached arrays are read-only
+
+
+def test_digits_halves_views_and_scaling():
+    d = data.digits_halves(seed=3)
+    x1, x2, tr = d["x1"], d["x2"], d["train"]
+    assert x1.shape == x2.shape == (1797, 32)
+    assert d["tasks"].shape == (1797, 64) and d["labels"].shape == (1797,)
+    assert np.allclose(x1[tr].mean(0), 0, atol=1e-5)
+    # view 1 is the left four columns of the image, scaled by 1/4 on the 0..16 scale
+    img = d["tasks"].reshape(-1, 8, 8)[:, :, :4].reshape(-1, 32) * 16
+    assert np.allclose(x1 * 4, img - img[tr].mean(0), atol=1e-4)
+    assert not np.array_equal(data.digits_halves(seed=4)["labels"], d["labels"])
+    assert np.array_equal(data.digits_halves(seed=3)["x2"], x2)
+    with pytest.raises(ValueError, match="n_train"):
+        data.digits_halves(n_train=1)
+
+
+def test_multiview_synthetic_is_seeded_and_checks_arguments():
+    a = data.multiview_synthetic(200, 0.5, seed=1)
+    b = data.multiview_synthetic(200, 0.5, seed=1)
+    assert np.array_equal(a["x1"], b["x1"]) and a["shared"] == 5
+    with pytest.raises(ValueError, match="common_rate"):
+        data.multiview_synthetic(100, 1.5)
+    with pytest.raises(ValueError, match="n"):
+        data.multiview_synthetic(0)
+    with pytest.raises(ValueError, match="d_god"):
+        data.multiview_synthetic(100, d_god=5)
