@@ -190,16 +190,36 @@ class Presets:
     200
 
     Both modes must set the same names, so that quick mode runs the same code path
-    as full mode with smaller numbers.
+    as full mode with smaller numbers. A chapter whose full scale needs a GPU passes
+    ``gpu``: overrides of some full-mode names, used when ``select("full", device)`` is
+    given a CUDA device; on a CPU full mode keeps the sizes that fit a laptop.
+
+    >>> sizes = Presets(quick={"n": 20}, full={"n": 200}, gpu={"n": 2000})
+    >>> sizes.select("full", "cuda")["n"], sizes.select("full", "cpu")["n"]
+    (2000, 200)
     """
 
-    def __init__(self, quick: Mapping[str, Any], full: Mapping[str, Any]) -> None:
+    def __init__(
+        self,
+        quick: Mapping[str, Any],
+        full: Mapping[str, Any],
+        gpu: Mapping[str, Any] | None = None,
+    ) -> None:
         if set(quick) != set(full):
             diff = sorted(set(quick) ^ set(full))
             raise ValueError(f"quick and full presets must set the same names; differ in {diff}")
+        unknown = sorted(set(gpu or {}) - set(full))
+        if unknown:
+            raise ValueError(f"gpu preset may only override full-mode names; unknown {unknown}")
         self._modes = {"quick": dict(quick), "full": dict(full)}
+        self._gpu = {**full, **gpu} if gpu else None
 
-    def select(self, mode: str) -> Mapping[str, Any]:
-        """The read-only preset for ``mode`` ("quick" or "full")."""
+    def select(self, mode: str, device: str = "cpu") -> Mapping[str, Any]:
+        """The read-only preset for ``mode`` ("quick" or "full") on ``device``.
+
+        Full mode on a ``"cuda"`` device uses the ``gpu`` overrides, when there are any.
+        """
         check_choice(mode, MODES, "mode")
+        if mode == "full" and self._gpu is not None and str(device).startswith("cuda"):
+            return MappingProxyType(self._gpu)
         return MappingProxyType(self._modes[mode])

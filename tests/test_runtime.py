@@ -31,6 +31,17 @@ def test_presets_select_and_validate():
         p.select("quick")["n"] = 3  # read-only
 
 
+def test_gpu_preset_overrides_full_mode_on_cuda_only():
+    p = Presets(quick={"n": 10, "m": 1}, full={"n": 100, "m": 2}, gpu={"n": 1000})
+    assert dict(p.select("full", "cuda")) == {"n": 1000, "m": 2}
+    assert dict(p.select("full", "cuda:1")) == {"n": 1000, "m": 2}
+    assert p.select("full", "cpu")["n"] == 100
+    assert p.select("quick", "cuda")["n"] == 10
+    assert Presets(quick={"n": 1}, full={"n": 2}).select("full", "cuda")["n"] == 2
+    with pytest.raises(ValueError, match="unknown \\['k'\\]"):
+        Presets(quick={"n": 1}, full={"n": 2}, gpu={"k": 3})
+
+
 def test_devices():
     assert resolve_device("cpu") == "cpu"
     assert resolve_device("auto") in {"cpu", "cuda"}
