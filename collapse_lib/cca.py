@@ -19,7 +19,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from collapse_lib.metrics import effective_rank, nesum, ridge_r2_cv
+from collapse_lib.metrics import effective_rank, nesum, ridge_r2_cv, svc_f1_cv
 from collapse_lib.runtime import check_choice, check_nonnegative, check_positive_int, rng
 
 METHODS = ("dcca", "nr", "nronly")
@@ -257,8 +257,9 @@ def train_dcca(
     evaluation split's representation ``[f1, f2]``), ``corr_train``/``corr_eval`` (sum of the
     canonical correlations between the encoded views), ``noise_corr_f``/``noise_corr_x``
     (mean canonical correlation of view 1 with fixed white noise after/before the encoder),
-    ``nesum`` (first layer of encoder 1), ``eff_rank`` (of the representation). With
-    ``return_encoders`` also the two encoders.
+    ``nesum`` (first layer of encoder 1), ``eff_rank`` (of the representation); when
+    ``data`` has ``labels``, also ``f1`` (5-fold CV macro-F1 of an RBF SVC on the
+    evaluation representation). With ``return_encoders`` also the two encoders.
     """
     import torch
 
@@ -293,6 +294,8 @@ def train_dcca(
 
     e1, e2 = (np.asarray(data[v][te], dtype=np.float64) for v in ("x1", "x2"))
     t_eval = np.asarray(data["tasks"][te])
+    labels = data.get("labels")
+    y_eval = None if labels is None else np.asarray(labels)[te]
     a_eval = rng(seed, 7, 13).standard_normal(e1.shape)
     noise_corr_x = float(canonical_correlations_np(e1, a_eval, eps).mean())
     x1_np, x2_np = (np.asarray(data[v][tr], dtype=np.float64) for v in ("x1", "x2"))
@@ -324,6 +327,7 @@ def train_dcca(
                 "noise_corr_x": noise_corr_x,
                 "nesum": nesum(encoders[0][0].weight.detach().double().cpu().numpy()),
                 "eff_rank": effective_rank(z),
+                **({} if y_eval is None else {"f1": svc_f1_cv(z, y_eval)}),
             }
         )
 
@@ -346,3 +350,21 @@ def train_dcca(
             evaluate(epoch)
     table = pd.DataFrame(rows)
     return (table, encoders) if return_encoders else table
+
+
+def tidy_epochs(tables: Sequence[pd.DataFrame], metrics: Sequence[str] = ("r2",)) -> pd.DataFrame:
+    """Stack per-epoch tables of :func:`train_dcca` into the loop's tidy format.
+
+    Each table must carry ``label`` (the condition) and ``replicate`` (the seed axis)
+    columns; epochs become the ``generation`` axis, so the book's standard figure
+    (:func:`collapse_lib.plotting.plot_metric_vs_generation`) draws bands over replicates.
+    """
+    if not tables:
+        raise ValueError("tables must not be empty")
+    df = pd.concat(tables, ignore_index=True)
+    missing = sorted({"label", "replicate", "epoch", *metrics} - set(df.columns))
+    if missing:
+        raise ValueError(f"tables lack the columns {missing}")
+    return df.melt(
+        id_vars=["epoch", "replicate", "label"], value_vars=list(metrics), var_name="metric"
+    ).rename(columns={"epoch": "generation", "replicate": "seed", "label": "condition"})

@@ -37,20 +37,27 @@ def digits() -> tuple[np.ndarray, np.ndarray]:
     return x, y
 
 
-def digits_halves(seed: int = 0, n_train: int = 900) -> dict[str, Any]:
+def digits_halves(seed: int = 0, n_train: int = 900, min_sd: float = 0.1) -> dict[str, Any]:
     """Two views of each digit: its left 4 pixel columns and its right 4 (32 pixels each).
 
     Rows are shuffled with ``seed``; the first ``n_train`` train the encoders, the rest
     are the evaluation split. Each view is scaled as ``(x - train mean) / 4`` with the
     pixel intensities on the original 0..16 scale: not by the per-pixel standard
-    deviation, because edge pixels are constant and would blow up. ``tasks`` is the whole
-    image in ``[0, 1]`` (64 pixel-reconstruction targets, which need view-private
-    information); ``labels`` the digit identity (shared by both halves).
+    deviation, because edge pixels are constant and would blow up. ``tasks`` are the
+    pixels of the whole image (in ``[0, 1]``) whose standard deviation over all digits is
+    at least ``min_sd``: pixel-reconstruction targets, which need view-private information
+    (near-constant edge pixels would make R^2 undefined or noise); ``pixels`` their
+    indices. ``labels`` is the digit identity, shared by both halves; ``order`` the
+    shuffle (row ``i`` is digit ``order[i]`` of :func:`digits`).
     """
     x, y = digits()
     n_train = check_positive_int(n_train, "n_train")
     if not 2 <= n_train <= len(x) - 2:
         raise ValueError(f"n_train must lie in [2, {len(x) - 2}], got {n_train}")
+    min_sd = check_nonnegative(min_sd, "min_sd")
+    pixels = np.flatnonzero(x.std(0) >= min_sd)
+    if pixels.size == 0:
+        raise ValueError(f"no pixel has a standard deviation of at least min_sd={min_sd}")
     order = rng(seed, 7, 20).permutation(len(x))
     x, y = x[order], y[order]
     img = x.reshape(-1, 8, 8) * 16.0
@@ -62,7 +69,9 @@ def digits_halves(seed: int = 0, n_train: int = 900) -> dict[str, Any]:
     return {
         "x1": views[0],
         "x2": views[1],
-        "tasks": x.copy(),
+        "tasks": x[:, pixels],
+        "pixels": pixels,
+        "order": order,
         "labels": y.copy(),
         "train": train,
         "eval": slice(n_train, len(x)),

@@ -22,15 +22,21 @@ def test_digits_halves_views_and_scaling():
     d = data.digits_halves(seed=3)
     x1, x2, tr = d["x1"], d["x2"], d["train"]
     assert x1.shape == x2.shape == (1797, 32)
-    assert d["tasks"].shape == (1797, 64) and d["labels"].shape == (1797,)
+    x, _ = data.digits()
+    varying = np.flatnonzero(x.std(0) >= 0.1)
+    assert 30 < varying.size < 64 and np.array_equal(d["pixels"], varying)
+    assert d["tasks"].shape == (1797, varying.size) and d["labels"].shape == (1797,)
+    assert d["tasks"].std(0).min() > 0  # every reconstruction target has an R^2
     assert np.allclose(x1[tr].mean(0), 0, atol=1e-5)
     # view 1 is the left four columns of the image, scaled by 1/4 on the 0..16 scale
-    img = d["tasks"].reshape(-1, 8, 8)[:, :, :4].reshape(-1, 32) * 16
+    img = (x[d["order"]] * 16).reshape(-1, 8, 8)[:, :, :4].reshape(-1, 32)
     assert np.allclose(x1 * 4, img - img[tr].mean(0), atol=1e-4)
     assert not np.array_equal(data.digits_halves(seed=4)["labels"], d["labels"])
     assert np.array_equal(data.digits_halves(seed=3)["x2"], x2)
     with pytest.raises(ValueError, match="n_train"):
         data.digits_halves(n_train=1)
+    with pytest.raises(ValueError, match="min_sd"):
+        data.digits_halves(min_sd=2.0)
 
 
 def test_multiview_synthetic_is_seeded_and_checks_arguments():

@@ -91,3 +91,32 @@ def test_svc_f1_separable_and_random_labels():
     assert metrics.svc_f1_cv(r.standard_normal((180, 2)), y) < 0.55
     with pytest.raises(ValueError, match="same number of rows"):
         metrics.svc_f1_cv(z, y[:-1])
+
+
+def test_representation_metrics():
+    r = np.random.default_rng(4)
+    z = r.standard_normal((300, 5))
+    assert metrics.ridge_r2_cv(z, z @ r.standard_normal((5, 3))) > 0.99
+    assert metrics.ridge_r2_cv(z, r.standard_normal((300, 2))) < 0.05
+    assert abs(metrics.nesum(np.diag([2.0, 2.0, 2.0])) - 3) < 1e-12
+    assert abs(metrics.nesum(np.outer([1.0, 2], [3.0, 4])) - 1) < 1e-12
+    assert abs(metrics.effective_rank(z) - 5) < 0.1
+    assert metrics.effective_rank(np.outer(z[:, 0], np.ones(4))) < 1.01
+    with pytest.raises(ValueError, match="constant"):
+        metrics.ridge_r2_cv(z, np.ones((300, 1)))
+
+
+def test_ridge_r2_cv_equals_the_sklearn_pipeline():
+    from sklearn.linear_model import Ridge
+    from sklearn.model_selection import KFold, cross_val_predict
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+
+    r = np.random.default_rng(0)
+    z = r.standard_normal((400, 8)) * r.uniform(0.1, 5, 8) + 3
+    z[:, 3] = 1.0  # a constant column: StandardScaler only centres it
+    t = np.tanh(z @ r.standard_normal((8, 4))) + r.standard_normal((400, 4))
+    model = make_pipeline(StandardScaler(), Ridge(alpha=2.0))
+    pred = cross_val_predict(model, z, t, cv=KFold(5, shuffle=True, random_state=0))
+    ref = np.mean(1 - ((t - pred) ** 2).sum(0) / ((t - t.mean(0)) ** 2).sum(0))
+    assert metrics.ridge_r2_cv(z, t, alpha=2.0) == pytest.approx(ref, abs=1e-12)
