@@ -289,3 +289,40 @@ def _ch7_null(answer: Any) -> tuple[bool, str]:
     # 0.005 is > 3 combined SEs and still rejects p = 50 (~0.19) or per-draw sums (~0.85)
     ok = abs(_number(answer) - expected) <= 0.005
     return ok, "Average the mean of the singular values over the draws; eps = 0, p = 10 per block."
+
+
+# ---- Chapter 8 ------------------------------------------------------------------------
+
+
+@checker("ch8-ex-bitplanes")
+def _ch8_bitplanes(answer: Any) -> tuple[bool, str]:
+    """Mean z of the 1797 real digits as 4 pixel bit planes (tokens of 64 bits, all 4 scored)."""
+    from collapse_lib.bitwise import bitplanes
+    from collapse_lib.data import digits
+    from collapse_lib.watermark import zscore
+
+    expected = zscore(bitplanes(digits()[0], 4), 64, range(4)).mean()
+    ok = abs(_number(answer) - expected) <= 0.01  # deterministic: only rounding to 2 decimals
+    return ok, "Score all four planes (bits_per_token=64, stages=range(4)) and average over digits."
+
+
+@checker("ch8-ex-budget")
+def _ch8_budget(answer: Any) -> tuple[bool, str]:
+    """Smallest delta with E z - 2.326 sd z = 4 under the exact model, T = 124."""
+    from scipy.optimize import brentq
+
+    from collapse_lib.watermark import expected_z, z_sd
+
+    expected = brentq(lambda d: expected_z(d, 124) - 2.326 * z_sd(d) - 4, 1e-4, 20)
+    ok = abs(_number(answer) - expected) <= 0.01  # a closed-form root: two decimals asked
+    return ok, "E z = 2 (sigmoid(delta) - 1/2) sqrt(T), sd z = 2 sqrt(s (1 - s)); solve for delta."
+
+
+@checker("ch8-ex-capacity")
+def _ch8_capacity(answer: Any) -> tuple[bool, str]:
+    """P(a unit of degree j - 1 in both hidden layers), H = 128, degrees uniform on 1..191."""
+    from collapse_lib.bitwise import made_path_probability
+
+    expected = made_path_probability(192, 128)
+    ok = abs(_number(answer) - expected) <= 0.006  # a closed form asked to two decimals
+    return ok, "A layer misses a given degree with probability (1 - 1/(L - 1))^H; both must hit it."

@@ -13,6 +13,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 import seaborn as sns
+from matplotlib.ticker import MaxNLocator
 
 BANDS = ("se", "iqr", "none")
 
@@ -127,6 +128,7 @@ def plot_metric_vs_generation(
     if trajectories:
         ax.plot([], [], color="grey", lw=0.6, label=f"{trajectories} single seeds")
     ax.set_xlabel("generation $t$")
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))  # generations are whole numbers
     ax.set_ylabel(ylabel or metric)
     if logy:
         ax.set_yscale("log")
