@@ -326,3 +326,33 @@ def _ch8_capacity(answer: Any) -> tuple[bool, str]:
     expected = made_path_probability(192, 128)
     ok = abs(_number(answer) - expected) <= 0.006  # a closed form asked to two decimals
     return ok, "A layer misses a given degree with probability (1 - 1/(L - 1))^H; both must hit it."
+
+
+# ---- Chapter 3 ------------------------------------------------------------------------
+
+
+@checker("ch3-ex-relative")
+def _ch3_relative(answer: Any) -> tuple[bool, str]:
+    """KL entropy (k = 1, pixels in [-1, 1]) of the first 64 digits minus that of all 1797."""
+    from collapse_lib.data import digits
+    from collapse_lib.metrics import kl_entropy
+
+    x = 2 * digits()[0] - 1
+    expected = kl_entropy(x[:64]) - kl_entropy(x)
+    ok = abs(_number(answer) - expected) <= 0.05  # deterministic: allows rounding to 0.1 nat
+    return ok, "Use metrics.kl_entropy with k = 1 on the 64 pixels, both sets on the same scale."
+
+
+@checker("ch3-ex-structural")
+def _ch3_structural(answer: Any) -> tuple[bool, str]:
+    """Slope of log GS against the KL entropy for training/sample sets shrunk by c, in d = 16."""
+    from collapse_lib.metrics import generalization_score, kl_entropy
+
+    r = np.random.default_rng(0)  # any data: the slope of a pure contraction is exact
+    d, e = r.standard_normal((64, 16)), r.standard_normal((500, 16))
+    cs = (1.0, 0.5, 0.25)
+    h = [kl_entropy(c * d) for c in cs]
+    lg = [np.log(generalization_score(c * e, c * d)) for c in cs]
+    expected = np.polyfit(h, lg, 1)[0]
+    ok = abs(_number(answer) - expected) <= 1e-3  # exact up to rounding to 3 decimals
+    return ok, "Distances scale by c: GS by c^2, the entropy estimate by d log c."

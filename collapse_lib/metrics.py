@@ -283,3 +283,19 @@ def ratio_test_fraction(g: np.ndarray, d: np.ndarray, ratio: float = 1 / 3) -> f
     with np.errstate(invalid="ignore", divide="ignore"):
         q = np.where(r[:, 1] > 0, r[:, 0] / r[:, 1], 1.0)
     return float(np.mean(q < ratio))
+
+
+def relative_nn_distance(g: np.ndarray, d: np.ndarray) -> float:
+    """Scale-free copy index: ``median_x NN(x, d) / median_y NN(y, d - y)``, x in ``g``, y in ``d``.
+
+    The typical distance of a sample to the training set, in units of the training set's own
+    nearest-neighbour spacing [book]. About 1 when ``g`` is an independent draw from the
+    distribution of ``d`` (a new point and a training point see the same neighbourhood); near 0
+    when ``g`` copies ``d``. A contraction of both sets leaves it unchanged, so it separates
+    copying from shrinkage, which the generalization score cannot.
+    """
+    inside = nn_distances(d, None, k=1)[:, 0]
+    spacing = float(np.median(inside))
+    if spacing == 0:
+        raise ValueError("d has more than half of its points duplicated: its spacing is 0")
+    return float(np.median(nn_distances(g, d, k=1)[:, 0]) / spacing)

@@ -4,11 +4,10 @@ Tolerances are Monte Carlo standard errors or margins checked offline on seeds 0
 values in the comments; machine load made timings meaningless, numbers are seed-deterministic).
 """
 
-from functools import cache
-
 import numpy as np
 import pytest
 import torch
+from bitmark_world import bitmark_world, digit_features
 
 from collapse_lib import bitwise, watermark
 from collapse_lib.exercises import check
@@ -21,19 +20,9 @@ SEED = 0
 
 
 def world():
-    """The shared objects of the tests for the module's ``SEED`` (cached per seed)."""
-    return _world(SEED)
-
-
-@cache
-def _world(seed: int):
-    """Split, tokenizer, features and the generation-0 model M1 (the chapter's quick sizes)."""
-    torch.set_num_threads(1)
-    data = bitwise.digits_split(seed)
-    tok = bitwise.Tokenizer.fit(data["train"])
-    feats = bitwise.DigitFeatures.fit(data["train"], data["train_labels"], seed)
-    m1 = bitwise.BitwiseAR(tok, seeds=1, seed=seed).fit(data["train"][None])
-    return data, tok, feats, m1
+    """The shared objects of the tests for the module's ``SEED``: split, tokenizer, features, M1."""
+    data, tok, m1 = bitmark_world(SEED)
+    return data, tok, digit_features(SEED), m1
 
 
 def gens(seed, key, n=1):

@@ -4,11 +4,10 @@ The checks of the spec's section 6. Tolerances: Monte Carlo standard errors (sta
 checked offline on seeds 0-5 (observed values in the comments).
 """
 
-from functools import cache
-
 import numpy as np
 import pytest
 import torch
+from bitmark_world import bitmark_world
 from scipy import stats
 
 from collapse_lib import bitwise, watermark
@@ -21,18 +20,8 @@ SEED = 0
 
 
 def world():
-    """The shared objects of the tests for the module's ``SEED`` (cached per seed)."""
-    return _world(SEED)
-
-
-@cache
-def _world(seed: int):
-    """Split, tokenizer and the generation-0 model M1 (the chapter's quick sizes)."""
-    torch.set_num_threads(1)
-    data = bitwise.digits_split(seed)
-    tok = bitwise.Tokenizer.fit(data["train"])
-    m1 = bitwise.BitwiseAR(tok, seeds=1, seed=seed).fit(data["train"][None])
-    return data, tok, m1
+    """The shared objects of the tests for the module's ``SEED``: split, tokenizer, M1."""
+    return bitmark_world(SEED)
 
 
 def gens(seed, key, n=1):
