@@ -107,7 +107,7 @@ def ridge_r2_cv(z: np.ndarray, targets: np.ndarray, folds: int = 5, alpha: float
     training fold's mean and standard deviation and the ridge
     ``beta = (Z'Z + alpha I)^{-1} Z'(y - ybar)`` with an unpenalised intercept is fitted:
     scikit-learn's ``StandardScaler`` + ``Ridge`` pipeline in closed form (a test checks
-    that they agree), 50 times faster at this size. Then
+    that they agree), about 30 times faster at this size. Then
     ``R^2_j = 1 - sum (y_j - yhat_j)^2 / sum (y_j - ybar_j)^2`` over the out-of-fold
     predictions, averaged over the task columns ``j``.
     """

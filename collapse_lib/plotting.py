@@ -8,6 +8,7 @@ added where the mean hides how individual runs behave.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from typing import Any
 
 import matplotlib.pyplot as plt
 import numpy as np
@@ -78,6 +79,7 @@ def plot_metric_vs_generation(
     ylabel: str | None = None,
     logy: bool = False,
     title: str | None = None,
+    colors: Mapping[str, Any] | None = None,
 ) -> plt.Axes:
     """The standard figure: ``metric`` against generation, one colour per condition.
 
@@ -92,6 +94,10 @@ def plot_metric_vs_generation(
         See :func:`summarize`.
     trajectories
         Number of single seeds to draw as thin lines per condition.
+    colors
+        ``{condition: colour}``, to keep a condition's colour across panels that show
+        different subsets of conditions; by default :func:`condition_colors` of the
+        conditions in ``df``.
     """
     if trajectories < 0:
         raise ValueError(f"trajectories must be >= 0, got {trajectories}")
@@ -99,7 +105,10 @@ def plot_metric_vs_generation(
         _, ax = plt.subplots()
     stats = summarize(df, metric, band)
     conditions = list(dict.fromkeys(stats["condition"]))
-    colors = condition_colors(conditions)
+    colors = dict(colors) if colors is not None else condition_colors(conditions)
+    missing = [c for c in conditions if c not in colors]
+    if missing:
+        raise ValueError(f"colors has no colour for the conditions {missing}")
     for c in conditions:
         s = stats[stats["condition"] == c]
         ax.plot(s["generation"], s["center"], color=colors[c], label=c)

@@ -39,3 +39,16 @@ def test_standard_figure_has_labels_legend_and_theory(table):
     assert {"a", "b", "theory", "2 single seeds"} <= set(labels)
     assert any(line.get_linestyle() == "--" for line in ax.get_lines())
     plt.close("all")
+
+
+def test_colors_stay_with_their_condition_and_ticks_are_whole_generations(table):
+    import matplotlib.colors as mcolors
+
+    palette = {"a": "red", "b": "blue"}
+    ax = plot_metric_vs_generation(table[table.condition == "b"], "variance", colors=palette)
+    (line,) = [ln for ln in ax.get_lines() if ln.get_label() == "b"]
+    assert mcolors.same_color(line.get_color(), "blue")
+    assert all(float(t).is_integer() for t in ax.get_xticks())
+    with pytest.raises(ValueError, match=r"no colour for the conditions \['b'\]"):
+        plot_metric_vs_generation(table, "variance", colors={"a": "red"})
+    plt.close("all")
