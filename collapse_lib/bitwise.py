@@ -542,28 +542,6 @@ def bitplanes(images: np.ndarray, planes: int = 4) -> np.ndarray:
 
 
 @dataclass
-class EmpiricalImages:
-    """The loop's truth: draws *without replacement* from a fixed set of real images.
-
-    ``sample(n, rngs)`` gives replicate ``s`` the images ``rngs[s].permutation(N)[:n]``; ``n``
-    may not exceed ``N`` (every real image is used at most once per draw).
-    """
-
-    images: np.ndarray
-
-    def __post_init__(self) -> None:
-        self.images = np.asarray(self.images, dtype=float)
-        if self.images.ndim != 2 or len(self.images) < 1:
-            raise ValueError(f"images must have shape (N, D), got {self.images.shape}")
-
-    def sample(self, n: int, rngs: Sequence[np.random.Generator]) -> np.ndarray:
-        n = check_positive_int(n, "n")
-        if n > len(self.images):
-            raise ValueError(f"n = {n} exceeds the {len(self.images)} real images")
-        return np.stack([self.images[g.permutation(len(self.images))[:n]] for g in rngs])
-
-
-@dataclass
 class DigitFeatures:
     """The 64-d hidden features of a small MLP digit classifier (the chapter's "FID" network).
 

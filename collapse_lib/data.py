@@ -7,6 +7,8 @@ is generated from the seed.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any
 
@@ -35,6 +37,30 @@ def digits() -> tuple[np.ndarray, np.ndarray]:
     """
     x, y = _load_digits()
     return x, y
+
+
+@dataclass
+class ImagePool:
+    """The loop's truth for the chapters on real images: a fixed set of images to draw from.
+
+    ``sample(n, rngs)`` gives replicate ``s`` the ``n`` distinct images
+    ``images[rngs[s].choice(N, n, replace=False)]``, shape ``(S, n, D)``: every real image
+    is used at most once per draw, so ``n`` may not exceed ``N``.
+    """
+
+    images: np.ndarray
+
+    def __post_init__(self) -> None:
+        self.images = np.asarray(self.images, dtype=float)
+        if self.images.ndim != 2 or len(self.images) < 1:
+            raise ValueError(f"images must have shape (N, D) with N >= 1, got {self.images.shape}")
+
+    def sample(self, n: int, rngs: Sequence[np.random.Generator]) -> np.ndarray:
+        n = check_positive_int(n, "n")
+        if n > len(self.images):
+            raise ValueError(f"n must be <= the {len(self.images)} images of the pool, got {n}")
+        size = len(self.images)
+        return np.stack([self.images[g.choice(size, n, replace=False)] for g in rngs])
 
 
 def digits_halves(seed: int = 0, n_train: int = 900, min_sd: float = 0.1) -> dict[str, Any]:

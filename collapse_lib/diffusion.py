@@ -43,6 +43,7 @@ from typing import Any
 
 import numpy as np
 
+from collapse_lib.data import ImagePool, digits
 from collapse_lib.loop import Learner, Step
 from collapse_lib.runtime import check_positive_int, rng, seed_list, torch_generator
 
@@ -338,8 +339,6 @@ class DigitsTruth:
     held_out: int = 1000
 
     def __post_init__(self) -> None:
-        from collapse_lib.data import digits
-
         x, y = digits()
         self.held_out = check_positive_int(self.held_out, "held_out")
         if self.held_out > len(x) - 2:
@@ -355,11 +354,8 @@ class DigitsTruth:
         return self.all.shape[1]
 
     def sample(self, n: int, rngs: Sequence[np.random.Generator]) -> np.ndarray:
-        """``n`` distinct pool digits per replicate, ``(S, n, 64)``."""
-        n = check_positive_int(n, "n")
-        if n > len(self.pool):
-            raise ValueError(f"n must be <= the pool size {len(self.pool)}, got {n}")
-        return np.stack([self.pool[g.choice(len(self.pool), n, replace=False)] for g in rngs])
+        """``n`` distinct pool digits per replicate, ``(S, n, 64)`` (:class:`ImagePool`)."""
+        return ImagePool(self.pool).sample(n, rngs)
 
 
 @dataclass

@@ -10,10 +10,11 @@ import torch
 from bitmark_world import bitmark_world, digit_features
 
 from collapse_lib import bitwise, watermark
+from collapse_lib.data import ImagePool
 from collapse_lib.exercises import check
 from collapse_lib.loop import run
 from collapse_lib.regimes import regime
-from collapse_lib.runtime import rng, seed_generators, torch_generator
+from collapse_lib.runtime import rng, torch_generator
 
 K, FINE, ALL = 32, (2, 3, 4, 5), (0, 1, 2, 3, 4, 5)
 SEED = 0
@@ -191,22 +192,6 @@ def test_learner_validates_arguments():
         m1.nll(np.zeros((3, 10)))
 
 
-def test_empirical_images_draw_without_replacement():
-    data, *_ = world()
-    truth = bitwise.EmpiricalImages(data["train"][:100])
-    x = truth.sample(100, seed_generators(0, 2))
-    assert x.shape == (2, 100, 64)
-    for s in range(2):
-        assert len({row.tobytes() for row in x[s]}) == len(
-            {r.tobytes() for r in data["train"][:100]}
-        )
-    with pytest.raises(ValueError, match="exceeds"):
-        truth.sample(101, seed_generators(0, 1))
-
-
-# ---- metrics -----------------------------------------------------------------------------------
-
-
 def test_features_nll_and_quality_ordering():
     data, tok, feats, m1 = world()
     # observed test accuracy 0.976 (seed 0); a 64-unit MLP on the digits is ~0.97-0.99
@@ -240,7 +225,7 @@ def test_made_path_probability_matches_random_degrees():
 def test_collapse_loop_ordering_of_coarse_nll():
     """Spec check 13 at G = 3 with real fraction 1/3 (the chapter's quick loop)."""
     data, tok, feats, _ = world()
-    truth = bitwise.EmpiricalImages(data["train"])
+    truth = ImagePool(data["train"])
     metrics = bitwise.LoopMetrics(tok, data["test"], feats, n_eval=200, seed=SEED)
     filt = watermark.WatermarkFilter(tok, FINE)
     sizes = lambda t: 1500 if t == 0 else 4500  # noqa: E731
@@ -288,7 +273,7 @@ def test_filter_in_replace_regime_fails_clearly():
     with pytest.raises(ValueError, match="empty"):
         run(
             learner,
-            bitwise.EmpiricalImages(data["train"]),
+            ImagePool(data["train"]),
             regime("replace"),
             n=300,
             generations=2,

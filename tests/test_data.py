@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 
 from collapse_lib import data
+from collapse_lib.runtime import seed_generators
 
 
 def test_digits_are_the_installed_set():
@@ -49,3 +50,19 @@ def test_multiview_synthetic_is_seeded_and_checks_arguments():
         data.multiview_synthetic(0)
     with pytest.raises(ValueError, match="d_god"):
         data.multiview_synthetic(100, d_god=5)
+
+
+def test_image_pool_draws_distinct_images_per_replicate():
+    x, _ = data.digits()
+    pool = data.ImagePool(x[:100])
+    draw = pool.sample(100, seed_generators(0, 2))
+    assert draw.shape == (2, 100, 64)
+    for s in range(2):  # n = N: each replicate gets every image exactly once
+        assert sorted(r.tobytes() for r in draw[s]) == sorted(r.tobytes() for r in x[:100])
+    assert not np.array_equal(draw[0], draw[1])
+    again = pool.sample(100, seed_generators(0, 2))
+    assert np.array_equal(draw, again)
+    with pytest.raises(ValueError, match="must be <= the 100 images"):
+        pool.sample(101, seed_generators(0, 1))
+    with pytest.raises(ValueError, match="shape"):
+        data.ImagePool(x[0])
