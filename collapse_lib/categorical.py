@@ -20,7 +20,6 @@ with generation ``t`` indexed as in :mod:`collapse_lib.regimes` (generation 0 is
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -28,17 +27,14 @@ import numpy as np
 from collapse_lib.gaussian import accumulate_variance_mean, replace_variance_mean
 from collapse_lib.loop import Learner
 from collapse_lib.metrics import empirical_distribution
-from collapse_lib.runtime import check_choice, check_positive_int
-
-Rngs = np.random.Generator | Sequence[np.random.Generator]
+from collapse_lib.runtime import Rngs, check_choice, check_nonnegative, check_positive_int
 
 
 def zipf(categories: int, exponent: float = 1.0) -> np.ndarray:
     """Zipf probabilities ``p_k = k^(-s) / sum_j j^(-s)``, ``k = 1..K`` (most frequent first)."""
     K = check_positive_int(categories, "categories")
-    if not np.isfinite(exponent) or exponent < 0:
-        raise ValueError(f"exponent must be a finite number >= 0, got {exponent!r}")
-    w = np.arange(1, K + 1, dtype=float) ** (-float(exponent))
+    exponent = check_nonnegative(exponent, "exponent")
+    w = np.arange(1, K + 1, dtype=float) ** (-exponent)
     return w / w.sum()
 
 
@@ -119,9 +115,6 @@ class CategoricalMLE(Learner):
 
     def fit_summary(self, s: TokenCounts) -> Categorical:
         return Categorical(s.counts / s.counts.sum(axis=-1, keepdims=True))
-
-    def fit(self, data: np.ndarray) -> Categorical:
-        return self.fit_summary(self.summarize(data))
 
 
 def surviving_tokens(probs: np.ndarray) -> np.ndarray:

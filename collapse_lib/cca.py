@@ -65,6 +65,12 @@ def canonical_correlations(h1, h2, eps: float = 1e-3):
     return torch.linalg.svdvals(t)
 
 
+def _inv_sqrt(s: np.ndarray) -> np.ndarray:
+    """``S^{-1/2}`` of a symmetric positive-definite matrix via ``eigh``."""
+    w, v = np.linalg.eigh(s)
+    return (v / np.sqrt(w)) @ v.T
+
+
 def canonical_correlations_np(x: np.ndarray, y: np.ndarray, eps: float = 0.0) -> np.ndarray:
     """Numpy reference: singular values of ``S11^{-1/2} S12 S22^{-1/2}`` via ``eigh`` [standard]."""
     x, y = np.asarray(x, dtype=float), np.asarray(y, dtype=float)
@@ -73,13 +79,9 @@ def canonical_correlations_np(x: np.ndarray, y: np.ndarray, eps: float = 0.0) ->
     n = x.shape[0]
     x, y = x - x.mean(0), y - y.mean(0)
 
-    def inv_sqrt(s: np.ndarray) -> np.ndarray:
-        w, v = np.linalg.eigh(s)
-        return (v / np.sqrt(w)) @ v.T
-
     s11 = x.T @ x / (n - 1) + eps * np.eye(x.shape[1])
     s22 = y.T @ y / (n - 1) + eps * np.eye(y.shape[1])
-    t = inv_sqrt(s11) @ (x.T @ y / (n - 1)) @ inv_sqrt(s22)
+    t = _inv_sqrt(s11) @ (x.T @ y / (n - 1)) @ _inv_sqrt(s22)
     return np.linalg.svd(t, compute_uv=False)
 
 
@@ -103,10 +105,7 @@ class LinearCCA:
         n = x1.shape[0]
         self.mean1_, self.mean2_ = x1.mean(0), x2.mean(0)
         c1, c2 = x1 - self.mean1_, x2 - self.mean2_
-        w_inv = []
-        for c in (c1, c2):
-            w, v = np.linalg.eigh(c.T @ c / (n - 1) + self.eps * np.eye(c.shape[1]))
-            w_inv.append((v / np.sqrt(w)) @ v.T)
+        w_inv = [_inv_sqrt(c.T @ c / (n - 1) + self.eps * np.eye(c.shape[1])) for c in (c1, c2)]
         u, s, vt = np.linalg.svd(w_inv[0] @ (c1.T @ c2 / (n - 1)) @ w_inv[1])
         self.w1_ = w_inv[0] @ u[:, : self.k]
         self.w2_ = w_inv[1] @ vt.T[:, : self.k]

@@ -308,9 +308,6 @@ class TabularMLE(Learner):
     def fit_summary(self, summary: PairCounts) -> ConditionalCategorical:
         return ConditionalCategorical(smoothed_probs(summary.counts, self.smoothing), self.inputs)
 
-    def fit(self, data: np.ndarray) -> ConditionalCategorical:
-        return self.fit_summary(self.summarize(data))
-
 
 def random_tabular(
     n_inputs: int, labels: int, beta: float, seed: int, seeds: int | Sequence[int]
@@ -611,9 +608,6 @@ class BigramMLE(Learner):
             else self.start
         )
         return BigramLM(ConditionalCategorical(probs), start, self.length)
-
-    def fit(self, data: np.ndarray) -> BigramLM:
-        return self.fit_summary(self.summarize(data))
 
 
 def random_markov(

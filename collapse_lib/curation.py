@@ -275,9 +275,6 @@ class SmoothedLearner(Learner):
             raise ValueError("every prompt needs data to fit a model from scratch")
         return PromptModel(counts / n)
 
-    def fit(self, data: np.ndarray) -> PromptModel:
-        return self.fit_summary(self.summarize(data))
-
     def refit(self, model: PromptModel, counts: np.ndarray) -> PromptModel:
         """One round of training from the current model: ``(c + lam probs) / (n + lam)``."""
         if counts.shape != model.probs.shape:

@@ -339,15 +339,15 @@ class DigitsTruth:
     held_out: int = 1000
 
     def __post_init__(self) -> None:
-        x, y = digits()
+        x, _ = digits()
         self.held_out = check_positive_int(self.held_out, "held_out")
         if self.held_out > len(x) - 2:
             raise ValueError(f"held_out must be <= {len(x) - 2}, got {self.held_out}")
         order = rng(self.seed, SPLIT_KEY).permutation(len(x))
         self.all = 2.0 * x - 1.0
-        self.labels = y.copy()
         self.heldout = self.all[order[: self.held_out]]
         self.pool = self.all[order[self.held_out :]]
+        self._pool = ImagePool(self.pool)
 
     @property
     def dim(self) -> int:
@@ -355,7 +355,7 @@ class DigitsTruth:
 
     def sample(self, n: int, rngs: Sequence[np.random.Generator]) -> np.ndarray:
         """``n`` distinct pool digits per replicate, ``(S, n, 64)`` (:class:`ImagePool`)."""
-        return ImagePool(self.pool).sample(n, rngs)
+        return self._pool.sample(n, rngs)
 
 
 @dataclass
@@ -455,7 +455,6 @@ class MemorizationMetrics:
         self.keep = keep_samples
         self._key: tuple[int, int] | None = None
         self._values: dict[str, np.ndarray] = {}
-        self._scale: dict[int, tuple[float, float]] = {}
         self.samples: list[dict[str, Any]] = []
 
     def scale(self, real: np.ndarray) -> tuple[float, float]:
@@ -540,6 +539,8 @@ def calibration(
         k: []
         for k in ("gs_feat", "gs_pix", "copy", "copy_pix", "ratio", "rel_nn", "fd_pix", "fd_feat")
     }
+    fd_pix = mt.frechet_distance(H, truth.all)  # the same for every replicate's real set
+    fd_feat = mt.frechet_distance(fH, fe_all)
     for r in np.asarray(real):
         fr = features(r)
         s_feat, s_pix = helper.scale(r)
@@ -549,8 +550,8 @@ def calibration(
         out["copy_pix"].append(mt.copy_fraction(H, r, s_pix / 3))
         out["ratio"].append(mt.ratio_test_fraction(fH, fr, 1 / 3))
         out["rel_nn"].append(mt.relative_nn_distance(fH, fr))
-        out["fd_pix"].append(mt.frechet_distance(H, truth.all))
-        out["fd_feat"].append(mt.frechet_distance(fH, fe_all))
+        out["fd_pix"].append(fd_pix)
+        out["fd_feat"].append(fd_feat)
     return {k: np.asarray(v) for k, v in out.items()}
 
 

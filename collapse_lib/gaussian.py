@@ -85,11 +85,9 @@ class GaussianMLE(Learner):
             raise ValueError(f"need more than ddof={self.ddof} samples to fit a variance")
         return Gaussian(s.mean, s.m2 / (s.count - self.ddof))
 
-    def fit(self, data: np.ndarray) -> Gaussian:
-        return self.fit_summary(self.summarize(data))
 
-
-def _generations(generations: int) -> np.ndarray:
+def generation_axis(generations: int) -> np.ndarray:
+    """The generation indices ``t = 0, 1, ..., generations - 1`` of a closed form."""
     return np.arange(check_positive_int(generations, "generations"))
 
 
@@ -100,7 +98,7 @@ def replace_variance_mean(generations: int, n: int, var: float = 1.0) -> np.ndar
     (``n sigma_hat^2 / sigma^2 ~ chi^2_{n-1}``), and generation 0 is already one fit.
     """
     n = check_positive_int(n, "n")
-    return var * (1 - 1 / n) ** (_generations(generations) + 1)
+    return var * (1 - 1 / n) ** (generation_axis(generations) + 1)
 
 
 def replace_log_variance(
@@ -115,7 +113,7 @@ def replace_log_variance(
     n = check_positive_int(n, "n")
     if n < 2:
         raise ValueError("n must be >= 2 for a variance fit")
-    k = _generations(generations) + 1
+    k = generation_axis(generations) + 1
     mean = np.log(var) + k * (digamma((n - 1) / 2) - np.log(n / 2))
     return mean, np.sqrt(k * polygamma(1, (n - 1) / 2))
 
@@ -128,7 +126,7 @@ def accumulate_variance_mean(generations: int, n: int, var: float = 1.0) -> np.n
     in chapter 1).
     """
     n = check_positive_int(n, "n")
-    k = _generations(generations) + 1
+    k = generation_axis(generations) + 1
     return var * np.cumprod(1 - 1 / (n * k.astype(float) ** 2))
 
 

@@ -40,17 +40,13 @@ from collapse_lib.gaussian import (
     GaussianMLE,
     GaussianStats,
     accumulate_variance_mean,
+    generation_axis,
     replace_variance_mean,
 )
 from collapse_lib.loop import Learner
-from collapse_lib.runtime import check_choice, check_positive_int
+from collapse_lib.runtime import Rngs, check_choice, check_nonnegative, check_positive_int
 
-Rngs = np.random.Generator | Sequence[np.random.Generator]
 SCHEMES: tuple[str, ...] = ("accumulate", "replace")
-
-
-def _generations(generations: int) -> np.ndarray:
-    return np.arange(check_positive_int(generations, "generations"))
 
 
 def _n_seeds(rngs: Sequence[np.random.Generator]) -> int:
@@ -77,7 +73,7 @@ def squared_harmonic(generations: int) -> np.ndarray:
     ``H_T`` increases to ``pi^2/6 = 1.64493``: the sum of the squared martingale weights
     ``1/(t+1)`` in the proof of Theorem 4.1 (the "pi^2/6 pathway").
     """
-    k = _generations(generations) + 1.0
+    k = generation_axis(generations) + 1.0
     return np.cumsum(k**-2)
 
 
@@ -93,7 +89,7 @@ def known_variance_mean_mse(
     """
     check_choice(scheme, SCHEMES, "scheme")
     n = check_positive_int(n, "n")
-    t = _generations(generations)
+    t = generation_axis(generations)
     steps = squared_harmonic(generations) if scheme == "accumulate" else t + 1.0
     return var / n * steps
 
@@ -187,9 +183,6 @@ class BetaOneMLE(Learner):
     def fit_summary(self, s: BetaOneStats) -> BetaOne:
         return BetaOne(s.count / s.neg_log_sum)
 
-    def fit(self, data: np.ndarray) -> BetaOne:
-        return self.fit_summary(self.summarize(data))
-
 
 # ------------------------------------------------------ Construction 1 (Theorem 5.1), spike
 
@@ -212,8 +205,7 @@ class SpikeFamily:
 
     def __post_init__(self) -> None:
         check_positive_int(self.N, "N")
-        if not np.isfinite(self.lam) or self.lam < 0:
-            raise ValueError(f"lam must be a finite number >= 0, got {self.lam!r}")
+        check_nonnegative(self.lam, "lam")
 
     def log_width(self, alpha: np.ndarray | float) -> np.ndarray:
         """``log f(alpha)`` (never ``f`` itself: ``e^(-30 N)`` underflows for N > 24)."""
@@ -570,9 +562,6 @@ class IntervalFamilyMLE(Learner):
                 f"data reached the last of {self.intervals} intervals; increase intervals"
             )
         return IntervalFamily(alpha)
-
-    def fit(self, data: IntervalSample | np.ndarray) -> IntervalFamily:
-        return self.fit_summary(self.summarize(data))
 
 
 def first_arrival(frontier: np.ndarray, interval: int) -> np.ndarray:

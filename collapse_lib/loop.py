@@ -70,7 +70,14 @@ class Learner:
     """Base class for batched learners: raw-data defaults for the accumulation protocol."""
 
     def fit(self, data: Any) -> Any:
-        raise NotImplementedError
+        """Fit on one batch: by default ``fit_summary(summarize(data))``.
+
+        A learner defines ``fit`` (raw data), or ``summarize`` and ``fit_summary``
+        (sufficient statistics, for which this default is the fit).
+        """
+        if type(self).fit_summary is Learner.fit_summary:
+            raise NotImplementedError(f"{type(self).__name__} must define fit or fit_summary")
+        return self.fit_summary(self.summarize(data))
 
     def summarize(self, data: Any) -> Any:
         """What accumulation keeps of a batch: by default the raw data."""

@@ -181,9 +181,6 @@ class NextTokenMLE(CategoricalMLE):
     def fit_summary(self, s: TokenCounts) -> NextTokenModel:
         return NextTokenModel(s.counts / s.counts.sum(axis=-1, keepdims=True))
 
-    def fit(self, data: np.ndarray) -> NextTokenModel:
-        return self.fit_summary(self.summarize(data))
-
 
 def discard_synthetic(ctx: FilterContext) -> np.ndarray:
     """A loop filter that keeps none of the synthetic candidates: *real-data filtration*.
@@ -633,9 +630,6 @@ class MarkovChainMLE(Learner):
         P = np.where(total > 0, counts / np.where(total > 0, total, 1), unigram)
         start = s.contexts / s.contexts.sum(axis=-1, keepdims=True)
         return MarkovChain(P, start, s.length, self.order, counts=s.transitions)
-
-    def fit(self, data: np.ndarray) -> MarkovChain:
-        return self.fit_summary(self.summarize(data))
 
 
 def weighted_tv(transitions: np.ndarray, truth: np.ndarray, weights: np.ndarray) -> np.ndarray:

@@ -274,9 +274,6 @@ class ModularMLP(Learner):
         ]
         return self.model(self.train(self.init(), counts, self.pretrain_epochs))
 
-    def fit(self, data: np.ndarray) -> ModularModel:
-        return self.fit_summary(self.summarize(data))
-
     def refit(self, model: ModularModel, counts: np.ndarray) -> ModularModel:
         """Fine-tune the current networks on this round's counts (warm start, fresh Adam)."""
         if model.params is None or not self._shuffle:

@@ -955,13 +955,12 @@ class DigitsTask:
 
 def load_digits_task(seed: int, n_test: int = 500) -> DigitsTask:
     """Split the digits into a pool and a test set with ``rng(seed, KEY_DIGITS_SPLIT, 0)``."""
-    from sklearn.datasets import load_digits
+    from collapse_lib.data import digits
 
     n_test = check_positive_int(n_test, "n_test")
-    X, y = load_digits(return_X_y=True)
+    X, y = digits()
     if n_test >= len(y):
         raise ValueError(f"n_test must be < {len(y)}, got {n_test}")
-    X = X / 16.0
     Y = np.eye(10)[y] - 0.1
     perm = rng(seed, KEY_DIGITS_SPLIT, 0).permutation(len(y))
     test, pool = perm[:n_test], perm[n_test:]

@@ -321,3 +321,21 @@ def test_warm_start_refit_is_used_batched_and_per_seed():
     g0 = batched["generation"] == 0
     np.testing.assert_array_equal(batched[g0]["value"], plain[g0]["value"])  # gen 0: from scratch
     assert not np.allclose(batched[~g0]["value"], plain[~g0]["value"])
+
+
+def test_learner_fit_defaults_to_fit_summary_of_summarize():
+    class Mean(Learner):
+        def summarize(self, data):
+            return data.sum(axis=1), data.shape[1]
+
+        def fit_summary(self, summary):
+            total, n = summary
+            return total / n
+
+    np.testing.assert_array_equal(Mean().fit(np.arange(6.0).reshape(2, 3)), [1.0, 4.0])
+    with pytest.raises(NotImplementedError, match="Bare must define fit or fit_summary"):
+
+        class Bare(Learner):
+            pass
+
+        Bare().fit(np.zeros((1, 2)))
