@@ -27,7 +27,13 @@ import numpy as np
 from collapse_lib.gaussian import accumulate_variance_mean, replace_variance_mean
 from collapse_lib.loop import Learner
 from collapse_lib.metrics import empirical_distribution
-from collapse_lib.runtime import Rngs, check_choice, check_nonnegative, check_positive_int
+from collapse_lib.runtime import (
+    Rngs,
+    check_choice,
+    check_nonnegative,
+    check_positive_int,
+    uniforms,
+)
 
 
 def zipf(categories: int, exponent: float = 1.0) -> np.ndarray:
@@ -36,12 +42,6 @@ def zipf(categories: int, exponent: float = 1.0) -> np.ndarray:
     exponent = check_nonnegative(exponent, "exponent")
     w = np.arange(1, K + 1, dtype=float) ** (-exponent)
     return w / w.sum()
-
-
-def _uniforms(rngs: Rngs, n: int) -> np.ndarray:
-    if isinstance(rngs, np.random.Generator):
-        return rngs.random(n)[None, :]
-    return np.stack([g.random(n) for g in rngs])
 
 
 @dataclass
@@ -72,7 +72,7 @@ class Categorical:
         """
         n = check_positive_int(n, "n")
         one = isinstance(rngs, np.random.Generator)
-        u = _uniforms(rngs, n)
+        u = uniforms(rngs, n)
         S, K = u.shape[0], self.categories
         p = np.broadcast_to(self.probs, (S, K)) if self.probs.ndim == 1 else self.probs
         if p.shape[0] != S:

@@ -55,6 +55,7 @@ from collapse_lib.runtime import (
     seed_list,
     standard_normal,
 )
+from collapse_lib.runtime import uniforms as runtime_uniforms
 
 Generators = Sequence[np.random.Generator]
 
@@ -80,11 +81,7 @@ def _generators(rngs: Any) -> list[np.random.Generator]:
 
 def uniforms(rngs: Generators, shape: tuple[int, ...]) -> np.ndarray:
     """Uniforms on [0, 1) per replicate: ``(S, *shape)``; replicate ``s`` uses ``rngs[s]`` only."""
-    gens = _generators(rngs)
-    out = np.empty((len(gens), *shape))
-    for g, block in zip(gens, out, strict=True):
-        g.random(out=block)
-    return out
+    return runtime_uniforms(_generators(rngs), shape)
 
 
 def _probability_table(probs: Any, name: str) -> np.ndarray:

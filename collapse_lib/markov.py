@@ -51,6 +51,7 @@ from collapse_lib.runtime import (
     check_fraction,
     check_positive_int,
     check_probabilities,
+    uniforms,
 )
 
 SPLITS: tuple[str, ...] = ("fixed", "iid")
@@ -486,15 +487,6 @@ def regime_map(
 # --------------------------------------------------------------------------------------------
 
 
-def _uniforms(rngs: Rngs, shape: tuple[int, ...]) -> np.ndarray:
-    if isinstance(rngs, np.random.Generator):
-        return rngs.random(shape)[None]
-    out = np.empty((len(rngs), *shape))
-    for g, block in zip(rngs, out, strict=True):
-        g.random(out=block)
-    return out
-
-
 @dataclass
 class MarkovChain:
     """An order-``m`` Markov chain over ``K`` tokens that emits sequences of ``length`` tokens.
@@ -546,7 +538,7 @@ class MarkovChain:
         start = self.start if self.start.ndim == 2 else np.broadcast_to(self.start, (S, C))
         ctx = Categorical(start).sample(n, gens)  # (S, n)
         ctx = ctx.reshape(S, n)
-        u = _uniforms(gens, (n, L - m))  # (S, n, L - m)
+        u = uniforms(gens, (n, L - m))  # (S, n, L - m)
         cdf = np.cumsum(P, axis=-1)
         cdf = cdf if cdf.ndim == 3 else np.broadcast_to(cdf, (S, C, K))
         x = np.empty((S, n, L), dtype=np.int64)

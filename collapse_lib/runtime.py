@@ -135,6 +135,19 @@ def standard_normal(rngs: Rngs, shape: int | tuple[int, ...]) -> np.ndarray:
     return out
 
 
+def uniforms(rngs: Rngs, shape: int | tuple[int, ...]) -> np.ndarray:
+    """Uniforms on ``[0, 1)`` per replicate: ``(S, *shape)``; one generator counts as ``S = 1``.
+
+    Replicate ``s`` draws only from ``rngs[s]``, so its numbers do not depend on the batch.
+    """
+    shape = (shape,) if isinstance(shape, (int, np.integer)) else tuple(shape)
+    gens = [rngs] if isinstance(rngs, np.random.Generator) else rngs
+    out = np.empty((len(gens), *shape))
+    for g, block in zip(gens, out, strict=True):
+        g.random(out=block)
+    return out
+
+
 def torch_generator(generator: np.random.Generator, device: str = "cpu"):
     """A ``torch.Generator`` on ``device`` seeded from a numpy generator (per-seed learners)."""
     import torch

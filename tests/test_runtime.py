@@ -64,3 +64,13 @@ def test_notebook_setup_validates_parameters(capsys):
         setup("quick", "gpu", 0)
     with pytest.raises(ValueError, match="seed must be a non-negative integer"):
         setup("quick", "cpu", -1)
+
+
+def test_uniforms_are_per_replicate_streams():
+    from collapse_lib.runtime import uniforms
+
+    batch = uniforms(seed_generators(3, 4), (2, 5))
+    assert batch.shape == (4, 2, 5) and np.all((batch >= 0) & (batch < 1))
+    alone = uniforms(seed_generators(3, [2]), (2, 5))
+    np.testing.assert_array_equal(alone[0], batch[2])  # independent of the batch
+    np.testing.assert_array_equal(uniforms(rng(3, 9), 5)[0], rng(3, 9).random(5))
