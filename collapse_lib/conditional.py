@@ -316,8 +316,7 @@ def random_tabular(
     """
     m = check_positive_int(n_inputs, "n_inputs")
     K = check_positive_int(labels, "labels")
-    if not (np.isfinite(beta) and beta >= 0):
-        raise ValueError(f"beta must be a finite number >= 0, got {beta!r}")
+    check_nonnegative(beta, "beta")
     z = np.stack(
         [rng(seed, KEY_TABULAR_TRUTH, s).standard_normal((m, K)) for s in seed_list(seeds)]
     )
@@ -436,8 +435,7 @@ def linear_gaussian_error(generations: int, dim: int, n: int, noise: float) -> n
     n = check_positive_int(n, "n")
     if n <= d + 1:
         raise ValueError(f"n must exceed dim + 1 = {d + 1}, got {n}")
-    if not (np.isfinite(noise) and noise >= 0):
-        raise ValueError(f"noise must be a finite number >= 0, got {noise!r}")
+    check_nonnegative(noise, "noise")
     rho = (n - d) / n
     return noise**2 * d / (n - d - 1) * np.cumsum(rho ** np.arange(T))
 
@@ -452,8 +450,7 @@ def random_linear(
     d = check_positive_int(dim, "dim")
     if d != design.dim:
         raise ValueError(f"dim ({d}) must equal the design's dimension ({design.dim})")
-    if not (np.isfinite(noise) and noise >= 0):
-        raise ValueError(f"noise must be a finite number >= 0, got {noise!r}")
+    check_nonnegative(noise, "noise")
     w = np.stack(
         [rng(seed, KEY_LINEAR_TRUTH, s).standard_normal(d) / np.sqrt(d) for s in seed_list(seeds)]
     )

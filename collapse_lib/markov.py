@@ -49,6 +49,7 @@ from collapse_lib.runtime import (
     Rngs,
     check_choice,
     check_fraction,
+    check_nonnegative,
     check_positive_int,
     check_probabilities,
     uniforms,
@@ -442,8 +443,7 @@ def asymptotic_slope(beta: float, gamma: float, c: float = 1.0) -> float:
     ``n_t alpha_t -> inf``.
     """
     for name, v in (("beta", beta), ("gamma", gamma), ("c", c)):
-        if not (np.isfinite(v) and v >= 0):
-            raise ValueError(f"{name} must be a finite number >= 0, got {v!r}")
+        check_nonnegative(v, name)
     if beta < 1 and gamma > beta:
         return float(beta - gamma)
     if beta == 1 and gamma > 1 and c > 0:
@@ -590,8 +590,7 @@ class MarkovChainMLE(Learner):
     def __post_init__(self) -> None:
         self.tokens = check_positive_int(self.tokens, "tokens")
         self.order = check_positive_int(self.order, "order")
-        if not (np.isfinite(self.smoothing) and self.smoothing >= 0):
-            raise ValueError(f"smoothing must be a finite number >= 0, got {self.smoothing!r}")
+        check_nonnegative(self.smoothing, "smoothing")
 
     def summarize(self, data: np.ndarray) -> ChainCounts:
         x = np.asarray(data)
