@@ -43,6 +43,7 @@ from collapse_lib.metrics import frechet_distance
 from collapse_lib.runtime import (
     check_nonnegative,
     check_positive_int,
+    linear_init,
     rng,
     seed_list,
     torch_generator,
@@ -423,21 +424,16 @@ class BitwiseAR(Learner):
         import torch
 
         S, L, H = len(self.seeds), self.tokenizer.length, self.hidden
-        shapes = {
-            "W1": (L, H),
-            "b1": (1, H),
-            "W2": (H, H),
-            "b2": (1, H),
-            "W3": (H, L),
-            "b3": (1, L),
+        layers = {
+            "W1": ((L, H), L),
+            "b1": ((1, H), L),
+            "W2": ((H, H), H),
+            "b2": ((1, H), H),
+            "W3": ((H, L), H),
+            "b3": ((1, L), H),
         }
-        fan_in = {"W1": L, "b1": L, "W2": H, "b2": H, "W3": H, "b3": H}
-        params = {k: torch.empty((S, *v), device=self.device) for k, v in shapes.items()}
-        for i, s in enumerate(self.seeds):
-            g = torch_generator(rng(self.seed, INIT_KEY, s), self.device)
-            for k, shape in shapes.items():
-                u = torch.rand(shape, generator=g, device=self.device)
-                params[k][i] = (2 * u - 1) * fan_in[k] ** -0.5
+        gens = [torch_generator(rng(self.seed, INIT_KEY, s), self.device) for s in self.seeds]
+        params = linear_init(layers, gens, self.device)
         params["Ws"] = torch.zeros((S, L, L), device=self.device)
         return params
 

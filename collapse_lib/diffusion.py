@@ -45,7 +45,7 @@ import numpy as np
 
 from collapse_lib.data import ImagePool, digits
 from collapse_lib.loop import Learner, Step
-from collapse_lib.runtime import check_positive_int, rng, seed_list, torch_generator
+from collapse_lib.runtime import check_positive_int, linear_init, rng, seed_list, torch_generator
 
 INIT_KEY = 31  #: spawn-key prefix of the networks' initializations: ``rng(seed, INIT_KEY, s)``
 SPLIT_KEY = 33  #: the real/held-out split of the digits: ``rng(seed, SPLIT_KEY)``
@@ -233,18 +233,12 @@ class DDPM(Learner):
 
     def init(self, d: int) -> dict[str, Any]:
         """Fresh weights per seed: PyTorch's ``nn.Linear`` default, ``U(-1/sqrt(fan_in), ...)``."""
-        import torch
 
-        S = len(self.seeds)
-        params: dict[str, Any] = {}
-        gens = [torch_generator(rng(self.seed, INIT_KEY, s), self.device) for s in self.seeds]
+        layers = {}
         for j, (a, b) in enumerate(self.shapes(d)):
-            for name, shape in ((f"W{j}", (a, b)), (f"b{j}", (1, b))):
-                u = torch.stack(
-                    [torch.rand(shape, generator=g, device=self.device) for g in gens]
-                ).reshape(S, *shape)
-                params[name] = (2 * u - 1) * a**-0.5
-        return params
+            layers[f"W{j}"], layers[f"b{j}"] = ((a, b), a), ((1, b), a)
+        gens = [torch_generator(rng(self.seed, INIT_KEY, s), self.device) for s in self.seeds]
+        return linear_init(layers, gens, self.device)
 
     def eps(self, params: dict[str, Any], x: Any, t: Any) -> Any:
         """``eps_theta(x_t, t)`` for ``x`` of shape ``(S, b, d)`` and integer times ``t (S, b)``."""

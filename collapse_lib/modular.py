@@ -35,7 +35,14 @@ import numpy as np
 
 from collapse_lib.curation import PromptModel, sum_answers
 from collapse_lib.loop import Learner
-from collapse_lib.runtime import check_fraction, check_positive_int, rng, seed_list, torch_generator
+from collapse_lib.runtime import (
+    check_fraction,
+    check_positive_int,
+    linear_init,
+    rng,
+    seed_list,
+    torch_generator,
+)
 
 TASK_KEY = 6  #: spawn-key prefix of the task's draws: ``rng(seed, TASK_KEY, s)``
 INIT_KEY = 7  #: spawn-key prefix of the networks' initializations: ``rng(seed, INIT_KEY, s)``
@@ -187,19 +194,17 @@ class ModularMLP(Learner):
         """Fresh parameters for every seed (PyTorch's default initialization, per seed)."""
         import torch
 
-        S, p, e, h = len(self.seeds), self.p, self.embed, self.hidden
-        shapes = {"E": (p, e), "W1": (2 * e, h), "b1": (1, h), "W2": (h, p), "b2": (1, p)}
-        fan_in = {"W1": 2 * e, "b1": 2 * e, "W2": h, "b2": h}
-        params = {k: torch.empty((S, *v), device=self.device) for k, v in shapes.items()}
-        for i, s in enumerate(self.seeds):
-            g = torch_generator(rng(self.seed, INIT_KEY, s), self.device)
-            for k, shape in shapes.items():
-                if k == "E":  # nn.Embedding: N(0, 1)
-                    params[k][i] = torch.randn(shape, generator=g, device=self.device)
-                else:  # nn.Linear: U(-1/sqrt(fan_in), 1/sqrt(fan_in))
-                    u = torch.rand(shape, generator=g, device=self.device)
-                    params[k][i] = (2 * u - 1) * fan_in[k] ** -0.5
-        return params
+        p, e, h = self.p, self.embed, self.hidden
+        gens = [torch_generator(rng(self.seed, INIT_KEY, s), self.device) for s in self.seeds]
+        # nn.Embedding: N(0, 1), drawn first by every generator; then nn.Linear's default
+        embed = torch.stack([torch.randn((p, e), generator=g, device=self.device) for g in gens])
+        layers = {
+            "W1": ((2 * e, h), 2 * e),
+            "b1": ((1, h), 2 * e),
+            "W2": ((h, p), h),
+            "b2": ((1, p), h),
+        }
+        return {"E": embed, **linear_init(layers, gens, self.device)}
 
     def logits(self, params: dict[str, Any], prompts: Any = None) -> Any:
         """Logits ``(S, p^2, p)`` of every prompt, or ``(S, b, p)`` of ``prompts (S, b)``."""

@@ -157,6 +157,25 @@ def torch_generator(generator: np.random.Generator, device: str = "cpu"):
     return g
 
 
+def linear_init(
+    layers: Mapping[str, tuple[tuple[int, ...], int]], generators: Sequence[Any], device: str
+) -> dict[str, Any]:
+    """PyTorch's ``nn.Linear`` default initialisation, one network per generator.
+
+    ``layers`` maps a parameter's name to ``(shape, fan_in)``; each parameter is
+    ``U(-1/sqrt(fan_in), 1/sqrt(fan_in))``, stacked over the replicates as ``(S, *shape)``.
+    Each ``torch.Generator`` draws its parameters in the order of ``layers``, so a
+    replicate's network does not depend on the others.
+    """
+    import torch
+
+    params = {}
+    for name, (shape, fan_in) in layers.items():
+        u = torch.stack([torch.rand(shape, generator=g, device=device) for g in generators])
+        params[name] = (2 * u - 1) * fan_in**-0.5
+    return params
+
+
 def resolve_device(device: str = "auto") -> str:
     """Map ``"auto"`` to ``"cuda"`` when torch sees a GPU, else ``"cpu"``.
 

@@ -74,3 +74,17 @@ def test_uniforms_are_per_replicate_streams():
     alone = uniforms(seed_generators(3, [2]), (2, 5))
     np.testing.assert_array_equal(alone[0], batch[2])  # independent of the batch
     np.testing.assert_array_equal(uniforms(rng(3, 9), 5)[0], rng(3, 9).random(5))
+
+
+def test_linear_init_is_per_replicate_and_bounded():
+    import torch
+
+    from collapse_lib.runtime import linear_init, torch_generator
+
+    layers = {"W": ((4, 3), 4), "b": ((1, 3), 4)}
+    gens = [torch_generator(rng(0, 1, s)) for s in range(3)]
+    params = linear_init(layers, gens, "cpu")
+    assert params["W"].shape == (3, 4, 3) and params["b"].shape == (3, 1, 3)
+    assert float(params["W"].abs().max()) <= 4**-0.5  # U(-1/sqrt(fan_in), 1/sqrt(fan_in))
+    alone = linear_init(layers, [torch_generator(rng(0, 1, 2))], "cpu")
+    assert torch.equal(alone["W"][0], params["W"][2]) and torch.equal(alone["b"][0], params["b"][2])
