@@ -51,7 +51,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 import pandas as pd
@@ -381,6 +381,10 @@ class WeakLabeler:
     label queries per seed of the last round (see :func:`label_queries`).
     """
 
+    #: rows of outside data this filter appends to its candidates (one of labels); the loop
+    #: lets a filter return at most its candidates, its ``ctx.draw`` rows and these
+    extra_rows: ClassVar[int] = 1
+
     beta: float = 0.3
     budget: int = 0
     policy: str | Policy = "hard"
@@ -447,6 +451,11 @@ class Curation:
         if not steps or not all(callable(s) for s in steps):
             raise ValueError("Curation needs at least one callable step")
         self.steps = tuple(steps)
+
+    @property
+    def extra_rows(self) -> int:
+        """The rows of outside data the chain's steps append (see ``WeakLabeler.extra_rows``)."""
+        return sum(getattr(step, "extra_rows", 0) for step in self.steps)
 
     @property
     def labeler(self) -> WeakLabeler | None:

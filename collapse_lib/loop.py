@@ -25,21 +25,36 @@ metric
 filter
     ``filter(ctx) -> (S, m, ...)``: the synthetic samples to keep, given a
     :class:`FilterContext` (the candidates, current and generation-0 models, the real
-    data, and ``ctx.draw(k)`` to ask the current model for more candidates).
+    data, and ``ctx.draw(k)`` to ask the current model for more candidates). The loop
+    checks what a filter returns, right where it returns it: a numpy array or torch
+    tensor with one row per seed (``S``) and the candidates' trailing shape, else a
+    ``ValueError`` naming the filter, the generation and the expected shape. The number
+    of kept samples ``m`` is the filter's to choose, and the generation trains on exactly
+    what it returns (plus the generation's real part, under ``mixture``). A filter that
+    keeps fewer than the ``N`` candidates makes the generation train on fewer points. It
+    can return more only out of what it was given: at most the candidates plus the rows
+    it drew with ``ctx.draw`` (``Selection("all")`` keeps all of them: the "trained on
+    2N" control) plus the rows of outside data it declares in an ``extra_rows``
+    attribute (``WeakLabeler`` appends one row of labels); more than that is a
+    ``ValueError`` naming the filter and the generation. A filter may keep no sample at all
+    (``m = 0``, e.g. :func:`collapse_lib.markov.discard_synthetic`) only when the
+    generation has real data to train on; where it has none (``replace``,
+    ``accumulate``) the loop raises a ``ValueError`` naming the filter and the
+    generation rather than let the learner fail on empty data.
 """
 
 from __future__ import annotations
 
 import os
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
 from collapse_lib.regimes import Regime, sample_sizes
-from collapse_lib.runtime import check_positive_int, seed_generators, seed_list
+from collapse_lib.runtime import _describe, check_positive_int, seed_generators, seed_list
 
 Metric = Callable[["Step"], Any]
 Filter = Callable[["FilterContext"], Any]
@@ -47,15 +62,30 @@ Filter = Callable[["FilterContext"], Any]
 COLUMNS = ["generation", "seed", "condition", "metric", "value"]
 
 
+def _is_torch(x: Any) -> bool:
+    return type(x).__module__.startswith("torch")
+
+
 def concat(parts: Sequence[Any], axis: int = 1) -> Any:
-    """Concatenate numpy arrays or torch tensors along ``axis`` (the sample axis by default)."""
+    """Concatenate numpy arrays or torch tensors along ``axis`` (the sample axis by default).
+
+    ``None`` parts are skipped. All-torch parts give a torch tensor; any other mix gives a
+    numpy array, a torch part converted with :func:`as_numpy` (moved to the CPU): real
+    data from a torch truth pooled with a numpy model's samples, or the other way round,
+    concatenate the same way whichever comes first.
+    """
     parts = [p for p in parts if p is not None]
+    if not parts:
+        raise ValueError("concat needs at least one array that is not None")
     if len(parts) == 1:
         return parts[0]
-    if type(parts[0]).__module__.startswith("torch"):
+    torch_parts = [_is_torch(p) for p in parts]
+    if all(torch_parts):
         import torch
 
         return torch.cat(list(parts), dim=axis)
+    if any(torch_parts):
+        parts = [as_numpy(p) for p in parts]
     return np.concatenate(parts, axis=axis)
 
 
@@ -182,10 +212,13 @@ class FilterContext:
     real: Any  #: the real data of generation 0
     truth: Any
     rngs: list[np.random.Generator]
+    drawn: list[int] = field(default_factory=list)  #: sizes of this generation's ctx.draw calls
 
     def draw(self, n: int) -> Any:
-        """Ask the current model for ``n`` more candidates per seed."""
-        return self.model.sample(check_positive_int(n, "n"), self.rngs)
+        """Ask the current model for ``n`` more candidates per seed (counted in ``drawn``)."""
+        x = self.model.sample(check_positive_int(n, "n"), self.rngs)
+        self.drawn.append(n)
+        return x
 
 
 class ModelRecorder:
@@ -227,6 +260,48 @@ def _check_batch(x: Any, n: int, n_seeds: int, what: str) -> None:
     shape = tuple(x.shape)
     if len(shape) < 2 or shape[0] != n_seeds or shape[1] != n:
         raise ValueError(f"{what} must have shape (seeds={n_seeds}, n={n}, ...), got {shape}")
+
+
+def _filter_name(f: Any) -> str:
+    """A filter's name for messages: a function's ``__name__``, else its type's name."""
+    name = getattr(f, "__name__", None)
+    return name if isinstance(name, str) else type(f).__name__
+
+
+def _check_filtered(
+    out: Any, candidates: Any, n_seeds: int, t: int, name: str, n_real: int, most: int
+) -> Any:
+    """Return a filter's output ``out`` if it is a valid batch of kept samples, else raise.
+
+    Valid: a numpy array or torch tensor of shape ``(n_seeds, m, *candidates.shape[2:])``
+    with ``1 <= m <= most``, or ``m = 0`` when the generation has ``n_real > 0`` real samples.
+    """
+    trailing = tuple(candidates.shape[2:])
+    want = f"(seeds={n_seeds}, m{''.join(f', {d}' for d in trailing)})"
+    where = f"filter {name!r} at generation {t}"
+    if not (isinstance(out, np.ndarray) or _is_torch(out)):
+        raise ValueError(
+            f"{where} must return a numpy array or torch tensor of shape {want}"
+            f" (the kept samples), got {_describe(out)}"
+        )
+    shape = tuple(out.shape)
+    if len(shape) != 2 + len(trailing) or shape[0] != n_seeds or shape[2:] != trailing:
+        raise ValueError(
+            f"{where} must return the kept samples with shape {want}"
+            f" (candidates: {tuple(candidates.shape)}), got {shape}"
+        )
+    if shape[1] > most:
+        raise ValueError(
+            f"{where} returned {shape[1]} samples per seed, more than it was given: {most}"
+            f" (the {candidates.shape[1]} candidates, the rows it drew with ctx.draw and"
+            " the filter's declared extra_rows)"
+        )
+    if shape[1] == 0 and n_real == 0:
+        raise ValueError(
+            f"{where} kept no samples (an empty batch, m = 0) and the generation has no"
+            f" real data: nothing to train on (return shape {want} with m >= 1)"
+        )
+    return out
 
 
 def _show_progress(progress: bool | None) -> bool:
@@ -274,7 +349,13 @@ def run(
     seed
         The root seed every stream derives from.
     filter
-        Optional curation of the synthetic candidates (see :class:`FilterContext`).
+        Optional curation of the synthetic candidates: ``filter(ctx) -> (S, m, ...)`` (see
+        :class:`FilterContext`). The generation trains on the ``m`` samples it returns
+        (plus the generation's real part): fewer than the candidates means fewer points,
+        more (rows drawn with ``ctx.draw``, labels) means more. The output must be an
+        array or tensor with one row per seed and the candidates' trailing shape, and
+        may be empty (``m = 0``) only when the generation has real data; otherwise a
+        ``ValueError`` names the filter and the generation.
     condition
         Label stored in the ``condition`` column; defaults to the regime's name.
     progress
@@ -327,7 +408,10 @@ def run(
             synthetic = draw(model, n_t - n_real, source)
             if synthetic is not None and filter is not None:
                 ctx = FilterContext(t, synthetic, model, model0, real, truth, rngs)
-                synthetic = filter(ctx)
+                kept = filter(ctx)
+                most = synthetic.shape[1] + sum(ctx.drawn) + getattr(filter, "extra_rows", 0)
+                name = _filter_name(filter)
+                synthetic = _check_filtered(kept, synthetic, S, t, name, n_real, most)
                 _check_finite(synthetic, f"filtered data at generation {t}", seeds)
             data = concat([draw(truth, n_real, f"real data at generation {t}"), synthetic])
             new = learner.summarize(data)
@@ -336,10 +420,20 @@ def run(
             model = learner.fit_summary(pool) if refit is None else refit(model, pool)
         step = Step(t, model, truth, data, real, seeds)
         for name, metric in metrics.items():
-            v = as_numpy(metric(step)).astype(float).reshape(-1)
+            out = metric(step)
+            try:
+                if out is None:  # would become NaN
+                    raise TypeError("None is not a number")
+                v = as_numpy(out).astype(float).reshape(-1)
+            except (TypeError, ValueError) as err:
+                raise ValueError(
+                    f"metric {name!r} must return numbers, one per seed, at generation {t};"
+                    f" got {_describe(out)}, which is not numeric ({err})"
+                ) from err
             if v.shape != (S,):
                 raise ValueError(
-                    f"metric {name!r} must return one value per seed ({S}), got {v.shape}"
+                    f"metric {name!r} must return one value per seed ({S}) at generation {t},"
+                    f" got {v.shape}"
                 )
             bad = np.flatnonzero(~np.isfinite(v))
             if bad.size:

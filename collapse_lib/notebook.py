@@ -30,8 +30,9 @@ def glue(name: str, value: Any, display: bool = False) -> None:
 def setup(mode: str, device: str, seed: int, *, uses_torch: bool = False) -> str:
     """Validate the parameters cell, fix the thread count, set the house style, print a banner.
 
-    In the book build it also glues ``collapse_lib_version``, ``run_mode`` and ``run_seed``
-    for the chapter header.
+    In the book build it also glues ``collapse_lib_version``, ``run_mode``, ``run_seed`` and
+    ``run_device`` (the device the chapter really runs on) for the chapter header and the
+    build's timing table.
 
     Returns the device to use: for a chapter that ``uses_torch``, ``"auto"`` becomes
     ``"cuda"`` when torch sees a GPU and ``"cpu"`` otherwise; a numpy-only chapter
@@ -39,15 +40,14 @@ def setup(mode: str, device: str, seed: int, *, uses_torch: bool = False) -> str
     """
     from collapse_lib import __version__
     from collapse_lib.plotting import set_style
-    from collapse_lib.runtime import DEVICES, MODES
+    from collapse_lib.runtime import MODES, check_device, check_seed
 
     check_choice(mode, MODES, "mode")
-    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
-        raise ValueError(f"seed must be a non-negative integer, got {seed!r}")
+    check_seed(seed)
     if uses_torch:
         resolved = resolve_device(device)
-    else:
-        check_choice(str(device).split(":", 1)[0], DEVICES, "device")
+    else:  # a numpy-only chapter: the name is checked, the work runs on the CPU
+        check_device(device)
         resolved = "cpu"
     threads = set_threads()
     set_style()
@@ -63,6 +63,7 @@ def setup(mode: str, device: str, seed: int, *, uses_torch: bool = False) -> str
         ("collapse_lib_version", __version__),
         ("run_mode", mode),
         ("run_seed", seed),
+        ("run_device", resolved),
     ]:
         myst_glue(name, value, display=False)
     return resolved

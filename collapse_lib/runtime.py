@@ -10,6 +10,7 @@ batched learner and a per-seed learner agree number for number.
 from __future__ import annotations
 
 import os
+import re
 import sys
 from collections.abc import Iterable, Mapping, Sequence
 from types import MappingProxyType
@@ -78,18 +79,75 @@ def check_probabilities(p: Any, name: str, ndims: Iterable[int] | None = None) -
     return p
 
 
+def _describe(value: Any) -> str:
+    """``value``'s repr (shortened) and its type, for error messages: ``1.5 (float)``."""
+    text = repr(value)
+    if len(text) > 60:
+        text = text[:57] + "..."
+    return f"{text} ({type(value).__name__})"
+
+
+def check_seed(value: Any, name: str = "seed") -> int:
+    """Return ``value`` as an int, or raise ``ValueError`` naming ``name``.
+
+    A seed (a root seed, a replicate index or a spawn key) must be a Python or numpy
+    integer >= 0. Bools, floats (even ``3.0``) and strings are rejected rather than
+    truncated or parsed, so that ``seed=1.5`` cannot silently run as seed 1.
+
+    Parameters
+    ----------
+    value
+        The candidate seed.
+    name
+        The argument's name, used in the message (``"seed"``, ``"seeds[2]"``, ...).
+
+    Returns
+    -------
+    int
+        ``int(value)``.
+
+    Raises
+    ------
+    ValueError
+        If ``value`` is not a non-negative integer.
+    """
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 0:
+        raise ValueError(f"{name} must be a non-negative integer, got {_describe(value)}")
+    return int(value)
+
+
 def seed_list(seeds: int | Sequence[int]) -> list[int]:
     """Normalise ``seeds``: an int S means replicates ``0..S-1``; a sequence is taken as is.
 
-    Raises ``ValueError`` for an empty list, negative or duplicate replicate indices.
+    Parameters
+    ----------
+    seeds
+        The number of replicates ``S >= 1`` (a Python or numpy integer), or the replicate
+        indices themselves: a sequence (list, tuple, range, integer array, ...) of distinct
+        non-negative integers.
+
+    Returns
+    -------
+    list of int
+        The replicate indices, in the given order.
+
+    Raises
+    ------
+    ValueError
+        Naming ``seeds`` (or the offending entry ``seeds[i]``) for a count below 1, an
+        empty sequence, an entry that is not a non-negative integer (bools, floats and
+        strings included: ``"12"`` is not replicates 1 and 2), or duplicates.
     """
     if isinstance(seeds, (int, np.integer)) and not isinstance(seeds, bool):
         return list(range(check_positive_int(seeds, "seeds")))
-    out = [int(s) for s in seeds]
+    if isinstance(seeds, (bool, str, bytes)) or not isinstance(seeds, Iterable):
+        raise ValueError(
+            "seeds must be a positive integer (the number of replicates) or a sequence of"
+            f" non-negative integers (the replicate indices), got {_describe(seeds)}"
+        )
+    out = [check_seed(s, f"seeds[{i}]") for i, s in enumerate(seeds)]
     if not out:
         raise ValueError("seeds must not be empty")
-    if min(out) < 0:
-        raise ValueError(f"seeds must be non-negative replicate indices, got {min(out)}")
     if len(set(out)) != len(out):
         raise ValueError("seeds must not contain duplicates")
     return out
@@ -101,9 +159,13 @@ def seed_generators(seed: int, seeds: int | Sequence[int]) -> list[np.random.Gen
     Replicate ``s`` uses ``SeedSequence(seed, spawn_key=(s,))``, i.e. exactly the
     ``s``-th child of ``SeedSequence(seed).spawn(...)``: its stream does not depend
     on which other replicates run beside it.
+
+    Raises ``ValueError`` naming ``seed`` unless it is a non-negative integer, and as
+    :func:`seed_list` for bad ``seeds``.
     """
+    seed = check_seed(seed, "seed")
     return [
-        np.random.default_rng(np.random.SeedSequence(int(seed), spawn_key=(s,)))
+        np.random.default_rng(np.random.SeedSequence(seed, spawn_key=(s,)))
         for s in seed_list(seeds)
     ]
 
@@ -113,9 +175,13 @@ def rng(seed: int, *key: int) -> np.random.Generator:
 
     Keys are the spawn key, so different keys give independent streams and the
     replicate streams of :func:`seed_generators` (one-element keys) are never reused
-    by a two-element key.
+    by a two-element key. ``seed`` and every key must be non-negative integers; anything
+    else raises ``ValueError`` naming it (``seed``, ``key[1]``, ...).
     """
-    return np.random.default_rng(np.random.SeedSequence(int(seed), spawn_key=tuple(key)))
+    seed = check_seed(seed, "seed")
+    for i, k in enumerate(key):
+        check_seed(k, f"key[{i}]")
+    return np.random.default_rng(np.random.SeedSequence(seed, spawn_key=tuple(key)))
 
 
 Rngs = np.random.Generator | Sequence[np.random.Generator]
@@ -149,7 +215,15 @@ def uniforms(rngs: Rngs, shape: int | tuple[int, ...]) -> np.ndarray:
 
 
 def torch_generator(generator: np.random.Generator, device: str = "cpu"):
-    """A ``torch.Generator`` on ``device`` seeded from a numpy generator (per-seed learners)."""
+    """A ``torch.Generator`` on ``device`` seeded from a numpy generator (per-seed learners).
+
+    ``generator`` must be a numpy ``Generator`` (from :func:`rng` or :func:`seed_generators`),
+    not a seed: an int raises ``ValueError`` pointing to ``rng(seed, key)``.
+    """
+    if not isinstance(generator, np.random.Generator):
+        raise ValueError(
+            f"generator must be a numpy Generator (e.g. rng(seed, key)), got {_describe(generator)}"
+        )
     import torch
 
     g = torch.Generator(device=device)
@@ -176,20 +250,53 @@ def linear_init(
     return params
 
 
-def resolve_device(device: str = "auto") -> str:
-    """Map ``"auto"`` to ``"cuda"`` when torch sees a GPU, else ``"cpu"``.
+DEVICE_FORMS = (
+    "'auto', 'cpu', 'cuda' or 'mps', the last three optionally with an index as in 'cuda:1'"
+)
 
-    ``"cuda"``/``"mps"`` are checked for availability; an unknown name raises
-    ``ValueError`` listing the valid ones.
+
+def check_device(device: Any) -> str:
+    """Return ``device`` if it is a valid device name, else raise ``ValueError`` naming it.
+
+    Valid: ``"auto"``, ``"cpu"``, ``"cuda"``, ``"mps"``, and ``"cpu"``/``"cuda"``/``"mps"``
+    with a device index, ``"cuda:1"`` (the index a non-negative integer in digits). Only
+    the spelling is checked; torch is not imported (see :func:`resolve_device`).
+
+    Raises
+    ------
+    ValueError
+        ``unknown device ...; valid: ...`` for an unknown name (``"tpu"``, ``"gpu"``), and
+        ``device must be ...`` for a bad index (``"cpu:abc"``, ``"cuda:-1"``, ``"auto:0"``).
     """
     base = device.split(":", 1)[0] if isinstance(device, str) else device
     check_choice(base, DEVICES, "device")
+    if device != "auto" and not re.fullmatch(r"(cpu|cuda|mps)(:[0-9]+)?", device):
+        raise ValueError(f"device must be {DEVICE_FORMS}, got {device!r}")
+    return device
+
+
+def resolve_device(device: str = "auto") -> str:
+    """Map ``"auto"`` to ``"cuda"`` when torch sees a GPU, else ``"cpu"``.
+
+    The name is checked by :func:`check_device` (an unknown name or a bad index raises
+    ``ValueError`` listing the valid forms); ``"cuda"``/``"mps"`` are checked for
+    availability, and ``"cuda:N"`` for a GPU with that index.
+    """
+    check_device(device)
+    base = device.split(":", 1)[0]
     import torch
 
     if device == "auto":
         return "cuda" if torch.cuda.is_available() else "cpu"
     if base == "cuda" and not torch.cuda.is_available():
         raise ValueError("device 'cuda' was requested but torch sees no CUDA GPU; use 'cpu'")
+    if base == "cuda" and ":" in device:
+        count = torch.cuda.device_count()
+        if int(device.split(":", 1)[1]) >= count:
+            raise ValueError(
+                f"device {device!r} was requested but torch sees {count} CUDA GPU(s),"
+                f" 'cuda:0'..'cuda:{count - 1}'"
+            )
     if base == "mps" and not torch.backends.mps.is_available():
         raise ValueError("device 'mps' was requested but torch sees no MPS device; use 'cpu'")
     return device
