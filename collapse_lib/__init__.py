@@ -9,7 +9,7 @@ from collapse_lib.loop import Learner, PerSeed, compare, run
 from collapse_lib.regimes import regime
 from collapse_lib.runtime import Presets, resolve_device, set_threads
 
-__version__ = "0.1.0"
+__version__ = "0.2.0"
 
 __all__ = [
     "Learner",

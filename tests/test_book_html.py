@@ -56,12 +56,29 @@ def test_executed_notebook_has_no_errors_or_warnings(file):
 @pytest.mark.parametrize("file", CHAPTERS)
 def test_launch_and_download_buttons_point_at_the_repository(file):
     html = page(file)
-    repo = yaml.safe_load((ROOT / "_config.yml").read_text())["repository"]["url"]
-    slug = repo.removeprefix("https://github.com/")
-    colab = f"https://colab.research.google.com/github/{slug}/blob/main/{file}.ipynb"
+    repo = yaml.safe_load((ROOT / "_config.yml").read_text())["repository"]
+    slug, branch = repo["url"].removeprefix("https://github.com/"), repo["branch"]
+    colab = f"https://colab.research.google.com/github/{slug}/blob/{branch}/{file}.ipynb"
     assert colab in html
-    assert f"https://mybinder.org/v2/gh/{slug}/main?urlpath=tree/{file}.ipynb" in html
+    assert f"https://mybinder.org/v2/gh/{slug}/{branch}?urlpath=tree/{file}.ipynb" in html
     assert f'href="../_sources/{file}.ipynb"' in html
+
+
+@pytest.mark.parametrize("file", book.toc_files())
+def test_issue_and_edit_buttons_point_at_the_repository(file):
+    """Every page: "open an issue" titled with the page, "suggest edit" on its source on main,
+    and the licences in the footer."""
+    html = page(file)
+    repo = yaml.safe_load((ROOT / "_config.yml").read_text())["repository"]["url"]
+    (source,) = [p for p in (ROOT / f"{file}.ipynb", ROOT / f"{file}.md") if p.exists()]
+    issue = f"{repo}/issues/new?title=Issue%20on%20page%20%2F{file}.html"
+    edit = f"{repo}/edit/main/{source.relative_to(ROOT).as_posix()}"
+    for url, button in [(issue, "btn-source-issues-button"), (edit, "btn-source-edit-button")]:
+        link = rf'<a href="{re.escape(url)}(&[^"]*)?"[^>]*class="[^"]*{button}'
+        assert re.search(link, html), f"{button}: {url}"
+    footer = html[html.index('class="extra_footer"') :]
+    assert "https://creativecommons.org/licenses/by/4.0/" in footer
+    assert f"{repo}/blob/main/LICENSE" in footer
 
 
 def test_reproducibility_page_lists_every_chapter_time():

@@ -10,12 +10,12 @@ from __future__ import annotations
 
 import functools
 import re
-import shutil
 import threading
 import urllib.parse
 from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
+import headless
 import pytest
 import yaml
 
@@ -24,22 +24,12 @@ import book
 ROOT = Path(__file__).resolve().parents[1]
 HTML = ROOT / "_build" / "book" / "_build" / "html"
 SHOTS = ROOT / "_build" / "screenshots"
-CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
-FLAGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--no-first-run",
-    "--disable-quic",
-]
-
 pytestmark = pytest.mark.browser
 
 
 CHAPTERS = [f for f in book.toc_files() if f.startswith("chapters/")]
 REPO = yaml.safe_load((ROOT / "_config.yml").read_text())["repository"]["url"]
+BRANCH = yaml.safe_load((ROOT / "_config.yml").read_text())["repository"]["branch"]
 
 
 class QuietHandler(SimpleHTTPRequestHandler):
@@ -61,12 +51,8 @@ def site():
 
 @pytest.fixture(scope="module")
 def browser():
-    playwright = pytest.importorskip("playwright.sync_api")
-    assert Path(CHROMIUM).exists(), "Debian's chromium is needed (the Makefile installs it)"
-    with playwright.sync_playwright() as p:
-        b = p.chromium.launch(executable_path=CHROMIUM, headless=True, args=FLAGS)
+    with headless.launch() as b:
         yield b
-        b.close()
 
 
 class Visit:
@@ -168,10 +154,10 @@ def test_launch_and_download_buttons(browser, site, file):
         binder = [h for h in hrefs if h.startswith("https://mybinder.org/")]
         assert colab and binder, "launch buttons missing"
         for h in colab:
-            assert h == f"https://colab.research.google.com/github/{slug}/blob/main/{nb}", h
+            assert h == f"https://colab.research.google.com/github/{slug}/blob/{BRANCH}/{nb}", h
         for h in binder:
             url = urllib.parse.urlparse(h)
-            assert url.path == f"/v2/gh/{slug}/main", h
+            assert url.path == f"/v2/gh/{slug}/{BRANCH}", h
             query = urllib.parse.parse_qs(url.query)
             target = (query.get("urlpath") or query.get("labpath"))[0]
             assert target.endswith(nb), h

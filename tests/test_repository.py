@@ -79,14 +79,28 @@ def test_environment_yml_agrees_with_lock():
         )
     for name, version in direct.items():
         assert lock.get(name) == version, f"{name}: pins.txt {version}, lock {lock.get(name)}"
-    book_deps = set(direct) - {"pytest", "ruff", "playwright"}  # dev tools only
+    dev_tools = {"pytest", "ruff", "playwright", "check-jsonschema", "nbconvert"}
+    book_deps = set(direct) - dev_tools
     assert book_deps <= set(env_pins), f"missing in environment.yml: {book_deps - set(env_pins)}"
+    assert "--extra-index-url https://download.pytorch.org/whl/cpu" in pip_lines
 
 
-def test_torch_is_pinned_only_in_the_lock():
+def test_torch_is_pinned_only_in_the_lock_and_is_the_cpu_build():
     project = (ROOT / "pyproject.toml").read_text()
     assert re.search(r'"torch>=\d', project) and "torch==" not in project
-    assert pins((ROOT / "requirements/lock.txt").read_text().splitlines())["torch"] == "2.13.0"
+    lock = (ROOT / "requirements/lock.txt").read_text().splitlines()
+    assert pins(lock)["torch"] == "2.13.0+cpu", "the lock pins the CPU build explicitly"
+    gpu_stack = [p for p in pins(lock) if p.startswith(("nvidia-", "triton"))]
+    assert not gpu_stack, f"the lock pulls in a CUDA stack: {gpu_stack}"
+
+
+def test_the_install_asks_the_torch_index_for_torch_alone():
+    make = (ROOT / "Makefile").read_text()
+    assert re.search(r"^TORCH_INDEX \?= https://download\.pytorch\.org/whl/cpu$", make, re.M)
+    install = re.search(r"^\$\(STAMP\):.*?(?=^\S)", make, re.M | re.S).group(0)
+    torch_step = [line for line in install.splitlines() if "TORCH_INDEX" in line]
+    assert len(torch_step) == 1 and "--no-deps" in torch_step[0], torch_step
+    assert "grep -v '^torch==' $(LOCK)" in install, "the rest must not re-pin torch"
 
 
 def test_ci_runs_the_readme_test_command():

@@ -4,13 +4,17 @@
     python tools/book.py run NAME [--mode quick] ...   # one chapter, into _build/run/NAME.ipynb
     python tools/book.py timings                       # the last build's times against budgets
     python tools/book.py student [--execute]           # the student edition, in _build/student
+    python tools/book.py notebooks [--execute]         # the Jupyter edition, in _build/notebooks
 
-The source notebooks in ``chapters/`` are never written. ``build`` copies the book's
-sources into a staging folder (``_build/book``), executes every chapter listed in
-``_toc.yml`` into it (a failing notebook is kept there, partially executed, for
-inspection), fills ``book/reproducibility.md`` with the measured times and the
-environment's versions, and runs ``jupyter-book build -W -n --keep-going`` on it
-(execution is off in ``_config.yml``: each notebook runs exactly once).
+The source notebooks in ``chapters/`` are never written. ``build`` checks its arguments
+first (``--jobs``, ``--seed``, ``--device``: a bad one stops it before anything is deleted),
+copies the book's sources into a fresh staging folder (``_build/book.next``), executes every
+chapter listed in ``_toc.yml`` into it, fills ``book/reproducibility.md`` with the measured
+times, the device each chapter ran on and the environment's versions, and runs
+``jupyter-book build -W -n --keep-going`` on it (execution is off in ``_config.yml``: each
+notebook runs exactly once). Only a build that succeeds replaces the previous book in
+``_build/book``; a failed or interrupted one stays in ``_build/book.next`` for inspection.
+Ctrl-C marks an executed copy as interrupted and exits with status 130.
 """
 
 from __future__ import annotations
@@ -25,19 +29,25 @@ import subprocess
 import sys
 import time
 from concurrent.futures import ThreadPoolExecutor
+from functools import cache
 from importlib import metadata
 from pathlib import Path
 
+import editions
 import nbformat
 import papermill as pm
 import yaml
+import zmq
+from jupyter_client.manager import AsyncKernelManager
 
 ROOT = Path(__file__).resolve().parents[1]
 BUILD = ROOT / "_build"
-STAGING = BUILD / "book"
+STAGING = BUILD / "book"  # the last good build
+NEXT = BUILD / "book.next"  # a build in progress, swapped into STAGING once it succeeds
 HTML = STAGING / "_build" / "html"
 TIMINGS = BUILD / "timings.json"
 STUDENT = BUILD / "student"
+NOTEBOOKS = BUILD / "notebooks"  # the instructor's Jupyter edition (solutions kept)
 BUDGETS = {"quick": 60.0, "full": 300.0}  # seconds on a 2-core CPU, unless a chapter says more
 MARKER = "<!-- execution-times -->"
 VERSIONS = [
@@ -94,8 +104,82 @@ def source(name: str) -> Path:
     return src
 
 
+def failure(exc: pm.PapermillExecutionError, src: Path, lines: int = 3) -> str:
+    """Where a notebook failed: its position among the source notebook's cells, the execution
+    count (the ``In [n]`` a reader sees in the executed copy) and the first lines of its source.
+
+    papermill's ``cell_index`` counts the parameters cell it injects right after the cell
+    tagged ``parameters`` (or first, if none is tagged); the source notebook lacks it.
+    """
+    cells = nbformat.read(src, as_version=4).cells
+    tagged = [i for i, c in enumerate(cells) if "parameters" in c.metadata.get("tags", [])]
+    injected_at = tagged[0] + 1 if tagged else 0
+    position = exc.cell_index + (1 if exc.cell_index < injected_at else 0)
+    head = exc.source.splitlines()
+    snippet = "\n".join(f"    {line}" for line in head[:lines])
+    more = "\n    ..." if len(head) > lines else ""
+    return (
+        f"{exc.ename}: {exc.evalue}\n  in cell {position} of {len(cells)}"
+        f" (execution count {exc.exec_count}):\n{snippet}{more}"
+    )
+
+
+def mark_interrupted(out: Path) -> int:
+    """Mark an executed copy that was stopped by Ctrl-C, so it never reads as complete.
+
+    papermill's clean-up marks every pending cell "completed"; here the cells that never ran
+    (no execution count) are set back to "pending", the notebook's metadata says
+    ``interrupted``, and a first markdown cell tells the reader. Returns how many code cells ran.
+    """
+    nb = nbformat.read(out, as_version=4)
+    code = [c for c in nb.cells if c.cell_type == "code"]
+    ran = sum(c.execution_count is not None for c in code)
+    for cell in code:
+        if cell.execution_count is None:
+            cell.metadata.setdefault("papermill", {})["status"] = "pending"
+    nb.metadata.setdefault("papermill", {})["exception"] = True
+    nb.metadata.setdefault("collapse_lib", {})["interrupted"] = True
+    note = nbformat.v4.new_markdown_cell(
+        f"**Interrupted.** This copy was stopped by the user (Ctrl-C) after {ran} of"
+        f" {len(code)} code cells had run; the cells after that never ran."
+    )
+    note.metadata["tags"] = ["interrupted"]
+    nb.cells.insert(0, note)
+    nbformat.write(nb, out)
+    return ran
+
+
+class ChapterKernel(AsyncKernelManager):
+    """The kernel papermill starts for a chapter, without ipykernel's two harmless messages, so
+    that a real warning stands out in the build's output.
+
+    * "Kernel is running over TCP without encryption": the manager provisions CurveZMQ keys,
+      which ipykernel's kernelspec declares it supports (jupyter_client's
+      ``transport_encryption="auto"``).
+    * "KeyboardInterrupt caught in kernel": jupyter_client interrupts a kernel before every
+      shutdown, even the idle kernel of a finished notebook, where the SIGINT can land in a
+      message handler. Here a shutdown is the shutdown request alone; a kernel still busy (the
+      build stopped by Ctrl-C) is terminated after ``shutdown_wait_time / 2`` instead.
+    """
+
+    def __init__(self, **kwargs):
+        if zmq.has("curve"):  # pyzmq's wheels have it; "auto" is refused without it
+            kwargs.setdefault("transport_encryption", "auto")
+        kwargs.setdefault("shutdown_wait_time", 2.0)
+        super().__init__(**kwargs)
+
+    async def _async_interrupt_kernel(self):
+        if not self.shutting_down:  # an interrupt asked for still interrupts
+            await super()._async_interrupt_kernel()
+
+
 def execute(src: Path, out_dir: Path, mode: str, device: str, seed: int) -> dict:
-    """Run one notebook with papermill into ``out_dir``; the source is never written."""
+    """Run one notebook with papermill into ``out_dir``; the source is never written.
+
+    The result records the device the chapter really ran on (glued as ``run_device`` by
+    ``collapse_lib.notebook.setup``), not the one requested. Ctrl-C marks the executed copy
+    as interrupted (:func:`mark_interrupted`), says where it is and exits with status 130.
+    """
     name = src.stem
     out = out_dir / f"{name}.ipynb"
     out.parent.mkdir(parents=True, exist_ok=True)
@@ -107,18 +191,32 @@ def execute(src: Path, out_dir: Path, mode: str, device: str, seed: int) -> dict
             str(out),
             parameters={"mode": mode, "device": device, "seed": seed},
             kernel_name="python3",
+            kernel_manager_class=ChapterKernel,
             cwd=str(out_dir),
             progress_bar=False,
             log_output=False,
         )
+    except KeyboardInterrupt:
+        if not out.exists():
+            print(f"\ninterrupted: {name} stopped before its first cell ran", file=sys.stderr)
+            raise SystemExit(130) from None
+        ran = mark_interrupted(out)
+        print(
+            f"\ninterrupted: {name} stopped after {ran} code cells; the partial copy,"
+            f" marked as interrupted, is {out}",
+            file=sys.stderr,
+        )
+        raise SystemExit(130) from None
     except pm.PapermillExecutionError as exc:
-        error = f"{exc.ename}: {exc.evalue} (cell {exc.exec_count})"
+        error = failure(exc, src)
     seconds = time.perf_counter() - start
     nb = nbformat.read(out, as_version=4)
     for cell in nb.cells:  # the banner prints the parameters; hide papermill's copy of them
         if "injected-parameters" in cell.metadata.get("tags", []):
             cell.metadata["tags"] = [*cell.metadata["tags"], "remove-cell"]
     nbformat.write(nb, out)
+    glued = editions.read_glue(nb).values  # run_device: glued by collapse_lib.notebook.setup
+    ran_on = editions.format_glue(glued["run_device"], "") if "run_device" in glued else None
     slow = sorted(
         (
             (c.metadata.get("papermill", {}).get("duration") or 0.0, i)
@@ -129,11 +227,11 @@ def execute(src: Path, out_dir: Path, mode: str, device: str, seed: int) -> dict
     return {
         "name": name,
         "mode": mode,
-        "device": device,
+        "device": ran_on or f"{device} (requested; setup never ran)",
         "seconds": round(seconds, 1),
         "budget": budget(src, mode),
         "error": error,
-        "output": str(out.relative_to(ROOT)),
+        "output": str(out.relative_to(ROOT) if out.is_relative_to(ROOT) else out),
         "slowest_cells": [[i, round(d, 1)] for d, i in slow],
     }
 
@@ -167,8 +265,8 @@ def table(results: list[dict]) -> str:
     return "\n".join(lines)
 
 
-def write_reproducibility(results: list[dict]) -> None:
-    page = STAGING / "book" / "reproducibility.md"
+def write_reproducibility(folder: Path, results: list[dict]) -> None:
+    page = folder / "book" / "reproducibility.md"
     env = "\n".join(
         ["| package | version |", "|---|---|", *(f"| {k} | {v} |" for k, v in versions())]
     )
@@ -183,32 +281,79 @@ def write_reproducibility(results: list[dict]) -> None:
     page.write_text(text.replace(MARKER, generated))
 
 
-def stage() -> None:
-    if STAGING.exists():
-        shutil.rmtree(STAGING)
-    STAGING.mkdir(parents=True)
+def stage(folder: Path) -> None:
+    """A fresh copy of the book's sources (config, toc, prose pages) in ``folder``."""
+    if folder.exists():
+        shutil.rmtree(folder)
+    folder.mkdir(parents=True)
     for item in ["_config.yml", "_toc.yml", "book"]:
         src = ROOT / item
-        (shutil.copytree if src.is_dir() else shutil.copy2)(src, STAGING / item)
+        (shutil.copytree if src.is_dir() else shutil.copy2)(src, folder / item)
+
+
+def publish(folder: Path) -> None:
+    """Swap a finished build into ``STAGING``: the previous book goes only once this one exists."""
+    previous = BUILD / "book.previous"
+    if previous.exists():
+        shutil.rmtree(previous)
+    if STAGING.exists():
+        STAGING.rename(previous)
+    folder.rename(STAGING)
+    if previous.exists():
+        shutil.rmtree(previous)
+
+
+def check_device(device: str) -> str:
+    """Fail at once, with the library's message, for a device the chapters would reject."""
+    from collapse_lib.runtime import resolve_device
+
+    try:
+        return resolve_device(device)
+    except ValueError as exc:
+        raise SystemExit(f"--device: {exc}") from None
+
+
+def job_count(jobs: int, tasks: int) -> int:
+    """Notebooks executed at once: at most one per chapter; more than the cores only slows."""
+    if jobs > tasks:
+        print(f"--jobs {jobs}: only {tasks} notebook(s) to run, so {tasks} at once", flush=True)
+        jobs = tasks
+    cores = os.cpu_count() or 1
+    if jobs > cores:
+        print(f"warning: --jobs {jobs} is more than the {cores} CPU cores here", file=sys.stderr)
+    return jobs
 
 
 def build(args: argparse.Namespace) -> int:
+    """Execute every chapter and build the HTML in ``NEXT``; swap it in only on success.
+
+    The previous book in ``_build/book`` stays readable until the new one has built: a failed
+    or interrupted build leaves its partial copy in ``_build/book.next`` for inspection.
+    """
     names = chapters()
-    stage()
+    check_device(args.device)
+    jobs = job_count(args.jobs, len(names))
+    stage(NEXT)
     os.environ.setdefault("COLLAPSE_LIB_PROGRESS", "0")
     os.environ.setdefault("COLLAPSE_LIB_THREADS", "1")
-    print(
-        f"executing {len(names)} chapter(s) in {args.mode} mode with {args.jobs} job(s)", flush=True
-    )
-    with ThreadPoolExecutor(max_workers=args.jobs) as pool:
+    print(f"executing {len(names)} chapter(s) in {args.mode} mode with {jobs} job(s)", flush=True)
+    pool = ThreadPoolExecutor(max_workers=jobs)
+    try:
         results = list(
             pool.map(
-                lambda n: execute(
-                    source(n), STAGING / "chapters", args.mode, args.device, args.seed
-                ),
+                lambda n: execute(source(n), NEXT / "chapters", args.mode, args.device, args.seed),
                 names,
             )
         )
+    except KeyboardInterrupt:
+        pool.shutdown(wait=False, cancel_futures=True)
+        print(
+            f"\ninterrupted: the previous book in {STAGING.relative_to(ROOT)} is untouched;"
+            f" the partial build is in {NEXT.relative_to(ROOT)}",
+            file=sys.stderr,
+        )
+        return 130
+    pool.shutdown()
     TIMINGS.write_text(json.dumps(results, indent=1))
     print(table(results), flush=True)
     failed = [r for r in results if r["error"]]
@@ -218,19 +363,26 @@ def build(args: argparse.Namespace) -> int:
             file=sys.stderr,
         )
     if failed:
+        print(f"the previous book in {STAGING.relative_to(ROOT)} is untouched", file=sys.stderr)
         return 1
-    write_reproducibility(results)
-    cmd = ["jupyter-book", "build", str(STAGING), "--builder", "html", "-W", "-n", "--keep-going"]
+    write_reproducibility(NEXT, results)
     jb = shutil.which("jupyter-book", path=str(Path(sys.executable).parent)) or "jupyter-book"
-    proc = subprocess.run([jb, *cmd[1:]], cwd=ROOT)
+    cmd = [jb, "build", str(NEXT), "--builder", "html", "-W", "-n", "--keep-going"]
+    proc = subprocess.run(cmd, cwd=ROOT)
     if proc.returncode:
-        print("the book build failed (warnings count as errors)", file=sys.stderr)
+        print(
+            "the book build failed (warnings count as errors); the previous book in"
+            f" {STAGING.relative_to(ROOT)} is untouched, this one is in {NEXT.relative_to(ROOT)}",
+            file=sys.stderr,
+        )
         return proc.returncode
+    publish(NEXT)
     print(f"\nThe book: {HTML / 'index.html'}")
     return 0
 
 
 def run_one(args: argparse.Namespace) -> int:
+    check_device(args.device)
     os.environ.setdefault("COLLAPSE_LIB_PROGRESS", "0")
     r = execute(source(args.name), BUILD / "run", args.mode, args.device, args.seed)
     print(table([r]))
@@ -271,31 +423,72 @@ def student_notebook(nb: nbformat.NotebookNode) -> nbformat.NotebookNode:
     return nb
 
 
-def student(args: argparse.Namespace) -> int:
-    out = STUDENT / "chapters"
-    if STUDENT.exists():
-        shutil.rmtree(STUDENT)
+@cache
+def book_index() -> editions.Book:
+    """Every label, page title and reference of the book, named as the built book names them."""
+    return editions.index_book(ROOT, toc_files(), ROOT / "book" / "references.bib")
+
+
+def jupyter_edition(nb: nbformat.NotebookNode, name: str, edition: str) -> nbformat.NotebookNode:
+    """Chapter ``name`` in plain Jupyter Markdown (``tools/editions.py``): no MyST syntax left.
+
+    Glued numbers come from the last book build (``_build/book/chapters``), marked with its
+    mode; launch links and the Colab install cell follow ``_config.yml``'s ``repository``.
+    """
+    repository = yaml.safe_load((ROOT / "_config.yml").read_text())["repository"]
+    executed = STAGING / "chapters" / f"{name}.ipynb"
+    glue = editions.read_glue(json.loads(executed.read_text())) if executed.exists() else None
+    return editions.convert_notebook(
+        nb,
+        book_index(),
+        f"chapters/{name}",
+        glue=glue,
+        edition=edition,
+        repository=repository["url"],
+        branch=repository.get("branch", ""),
+    )
+
+
+def write_edition(folder: Path, edition: str, args: argparse.Namespace) -> int:
+    """Write one edition's notebooks to ``folder/chapters``; with ``--execute`` run each in
+    quick mode into ``folder/executed`` (``args.jobs`` at once)."""
+    out = folder / "chapters"
+    if folder.exists():
+        shutil.rmtree(folder)
     out.mkdir(parents=True)
     for name in chapters():
         nb = nbformat.read(source(name), as_version=4)
-        nbformat.write(student_notebook(nb), out / f"{name}.ipynb")
-    print(f"student notebooks (no solutions, quick mode by default): {out}")
+        if edition == "student":
+            nb = student_notebook(nb)
+        nbformat.write(jupyter_edition(nb, name, edition), out / f"{name}.ipynb")
     if not args.execute:
         return 0
     os.environ.setdefault("COLLAPSE_LIB_PROGRESS", "0")
     os.environ.setdefault("COLLAPSE_LIB_THREADS", "1")
-    with ThreadPoolExecutor(max_workers=args.jobs) as pool:
+    with ThreadPoolExecutor(max_workers=job_count(args.jobs, len(chapters()))) as pool:
         results = list(
             pool.map(
-                lambda n: execute(out / f"{n}.ipynb", STUDENT / "executed", "quick", "cpu", 0),
+                lambda n: execute(out / f"{n}.ipynb", folder / "executed", "quick", "cpu", 0),
                 chapters(),
             )
         )
     print(table(results))
     failed = [r for r in results if r["error"]]
     for r in failed:
-        print(f"FAILED student {r['name']}: {r['error']}", file=sys.stderr)
+        print(f"FAILED {edition} {r['name']}: {r['error']}", file=sys.stderr)
     return 1 if failed else 0
+
+
+def student(args: argparse.Namespace) -> int:
+    status = write_edition(STUDENT, "student", args)
+    print(f"student notebooks (no solutions, quick mode by default): {STUDENT / 'chapters'}")
+    return status
+
+
+def notebooks(args: argparse.Namespace) -> int:
+    status = write_edition(NOTEBOOKS, "instructor", args)
+    print(f"the Jupyter edition (solutions after each exercise): {NOTEBOOKS / 'chapters'}")
+    return status
 
 
 def timings(_: argparse.Namespace) -> int:
@@ -311,27 +504,44 @@ def timings(_: argparse.Namespace) -> int:
     return 0
 
 
+def integer_at_least(low: int, flag: str):
+    """An argparse type: an integer ``>= low``, with a message that names ``flag``."""
+
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{flag} must be an integer, got {text!r}") from None
+        if value < low:
+            raise argparse.ArgumentTypeError(f"{flag} must be at least {low}, got {value}")
+        return value
+
+    return parse
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     sub = parser.add_subparsers(dest="command", required=True)
+    jobs_type = integer_at_least(1, "--jobs")
     commands = [("build", build), ("run", run_one), ("timings", timings), ("student", student)]
+    commands.append(("notebooks", notebooks))
     for name, func in commands:
         p = sub.add_parser(name)
         p.set_defaults(func=func)
-        if name == "student":
+        if name in ("student", "notebooks"):
             p.add_argument("--execute", action="store_true", help="run each in quick mode")
-            p.add_argument("--jobs", type=int, default=2, help="notebooks executed at once")
-        if name in ("timings", "student"):
+            p.add_argument("--jobs", type=jobs_type, default=2, help="notebooks executed at once")
+        if name in ("timings", "student", "notebooks"):
             continue
         if name == "run":
             p.add_argument("name", help="chapter notebook name, e.g. 00_collapse_in_one_picture")
         p.add_argument("--mode", choices=sorted(BUDGETS), default="full")
         p.add_argument("--device", default="auto", help="auto, cpu, cuda or mps")
-        p.add_argument("--seed", type=int, default=0)
+        p.add_argument("--seed", type=integer_at_least(0, "--seed"), default=0)
         if name == "build":
-            p.add_argument("--jobs", type=int, default=2, help="notebooks executed at once")
+            p.add_argument("--jobs", type=jobs_type, default=2, help="notebooks executed at once")
     args = parser.parse_args(argv)
     return args.func(args)
 
