@@ -8,8 +8,9 @@ Valid input keeps its numbers bit for bit (the ``equal`` tests).
 import numpy as np
 import pandas as pd
 import pytest
+from test_loop import small_run
 
-from collapse_lib import regime, run
+from collapse_lib import regime
 from collapse_lib.gaussian import Gaussian, GaussianMLE
 from collapse_lib.loop import concat
 from collapse_lib.runtime import (
@@ -20,23 +21,6 @@ from collapse_lib.runtime import (
     seed_list,
     torch_generator,
 )
-
-VAR = {"variance": lambda step: step.model.var}
-
-
-def loop(**kwargs):
-    args = dict(
-        learner=GaussianMLE(),
-        truth=Gaussian(0.0, 1.0),
-        regime=regime("replace"),
-        n=5,
-        generations=3,
-        metrics=VAR,
-        seeds=4,
-    )
-    args.update(kwargs)
-    return run(**args)
-
 
 # ---- 1. seeds ----------------------------------------------------------------------------
 
@@ -55,7 +39,7 @@ def loop(**kwargs):
 )
 def test_root_seed_must_be_a_non_negative_integer(seed, shown):
     with pytest.raises(ValueError, match=f"^seed must be a non-negative integer, got {shown}$"):
-        loop(seed=seed)
+        small_run(seed=seed)
 
 
 @pytest.mark.parametrize(
@@ -73,16 +57,16 @@ def test_root_seed_must_be_a_non_negative_integer(seed, shown):
 )
 def test_seeds_must_be_a_count_or_non_negative_integers(seeds, match):
     with pytest.raises(ValueError, match=match):
-        loop(seeds=seeds)
+        small_run(seeds=seeds)
     with pytest.raises(ValueError, match=match):
         seed_list(seeds)
 
 
 def test_valid_seeds_keep_their_numbers():
-    plain = loop(seeds=3, seed=5)
+    plain = small_run(seeds=3, seed=5)
     for seeds in ([0, 1, 2], (0, 1, 2), range(3), np.arange(3), np.int64(3)):
-        pd.testing.assert_frame_equal(loop(seeds=seeds, seed=5), plain)
-    pd.testing.assert_frame_equal(loop(seeds=3, seed=np.uint32(5)), plain)
+        pd.testing.assert_frame_equal(small_run(seeds=seeds, seed=5), plain)
+    pd.testing.assert_frame_equal(small_run(seeds=3, seed=np.uint32(5)), plain)
     assert seed_list(np.array([4, 2])) == [4, 2] and seed_list(np.int8(2)) == [0, 1]
 
 
@@ -120,20 +104,20 @@ def test_a_filter_keeping_nothing_is_reported_with_its_generation():
         r" m >= 1\)$"
     )
     with pytest.raises(ValueError, match=msg):
-        loop(filter=drop_all)
+        small_run(filter=drop_all)
     with pytest.raises(ValueError, match="filter 'drop_all' at generation 1 kept no samples"):
-        loop(filter=drop_all, regime=regime("accumulate"))
+        small_run(filter=drop_all, regime=regime("accumulate"))
 
 
 def test_a_filter_may_keep_nothing_when_the_generation_has_real_data():
     size = {"size": lambda step: np.full(len(step.seeds), step.data.shape[1])}
-    df = loop(filter=drop_all, regime=regime("mixture", alpha=0.4), n=10, metrics=size)
+    df = small_run(filter=drop_all, regime=regime("mixture", alpha=0.4), n=10, metrics=size)
     assert df.groupby("generation")["value"].first().tolist() == [10, 4, 4]  # real part only
 
 
 def test_a_filter_keeping_fewer_samples_trains_on_fewer():
     size = {"size": lambda step: np.full(len(step.seeds), step.data.shape[1])}
-    df = loop(filter=lambda ctx: ctx.candidates[:, :3], n=10, metrics=size)
+    df = small_run(filter=lambda ctx: ctx.candidates[:, :3], n=10, metrics=size)
     assert df.groupby("generation")["value"].first().tolist() == [10, 3, 3]
 
 
@@ -147,7 +131,7 @@ def test_a_filter_returning_more_than_it_was_given_is_named():
         match=r"^filter 'twice_the_candidates' at generation 1 returned 20 samples per seed,"
         r" more than it was given: 10 \(the 10 candidates, the rows it drew with ctx.draw",
     ):
-        loop(filter=twice_the_candidates, n=10)
+        small_run(filter=twice_the_candidates, n=10)
 
 
 def test_a_filter_may_return_what_it_drew_and_its_declared_extra_rows():
@@ -156,7 +140,7 @@ def test_a_filter_may_return_what_it_drew_and_its_declared_extra_rows():
     def keep_drawn(ctx):
         return concat([ctx.candidates, ctx.draw(5)])
 
-    assert loop(filter=keep_drawn, n=10, metrics=size)["value"].tolist()[-1] == 15
+    assert small_run(filter=keep_drawn, n=10, metrics=size)["value"].tolist()[-1] == 15
 
     class AppendRows:
         extra_rows = 1
@@ -167,11 +151,11 @@ def test_a_filter_may_return_what_it_drew_and_its_declared_extra_rows():
         def __call__(self, ctx):
             return concat([ctx.candidates, ctx.candidates[:, : self.rows]])
 
-    assert loop(filter=AppendRows(1), n=10, metrics=size)["value"].tolist()[-1] == 11
+    assert small_run(filter=AppendRows(1), n=10, metrics=size)["value"].tolist()[-1] == 11
     with pytest.raises(
         ValueError, match="returned 12 samples per seed, more than it was given: 11"
     ):
-        loop(filter=AppendRows(2), n=10)
+        small_run(filter=AppendRows(2), n=10)
 
 
 # ---- 3. the shape of a filter's output ---------------------------------------------------
@@ -211,7 +195,7 @@ class WrongSeeds:
 )
 def test_a_filter_returning_the_wrong_thing_is_named(flt, match):
     with pytest.raises(ValueError, match=match):
-        loop(filter=flt)
+        small_run(filter=flt)
 
 
 def test_trailing_dimensions_are_checked_against_the_candidates():
@@ -228,7 +212,7 @@ def test_trailing_dimensions_are_checked_against_the_candidates():
             return Pairs(fitted.mean, fitted.var)
 
     with pytest.raises(ValueError, match=r"shape \(seeds=4, m, 2\) .* got \(4, 5, 3\)$"):
-        loop(
+        small_run(
             learner=PairMLE(),
             truth=Pairs(0.0, 1.0),
             filter=lambda ctx: np.concatenate([ctx.candidates, ctx.candidates[..., :1]], -1),
@@ -245,16 +229,16 @@ def test_a_metric_returning_strings_is_named_with_its_generation():
         r" \(could not convert string to float: .*\)$"
     )
     with pytest.raises(ValueError, match=msg):
-        loop(metrics={"label": lambda step: np.array(["a"] * 4)})
+        small_run(metrics={"label": lambda step: np.array(["a"] * 4)})
     with pytest.raises(ValueError, match=r"^metric 'nothing' must return numbers.* None"):
-        loop(metrics={"nothing": lambda step: None})
+        small_run(metrics={"nothing": lambda step: None})
 
 
 def test_a_metric_of_the_wrong_length_names_its_generation():
     bad = {"bad": lambda step: np.zeros(4 if step.generation < 2 else 3)}
     msg = r"^metric 'bad' must return one value per seed \(4\) at generation 2, got \(3,\)$"
     with pytest.raises(ValueError, match=msg):
-        loop(metrics=bad)
+        small_run(metrics=bad)
 
 
 # ---- 5. torch and numpy data in one generation -------------------------------------------
@@ -269,8 +253,8 @@ def test_torch_truth_with_a_numpy_model_mixes_like_numpy_truth():
 
     for name in ("mixture", "accumulate"):
         r = regime(name, alpha=0.5) if name == "mixture" else regime(name)
-        numpy_truth = loop(regime=r, generations=4)
-        torch_truth = loop(regime=r, generations=4, truth=TorchGaussian(0.0, 1.0))
+        numpy_truth = small_run(regime=r, generations=4)
+        torch_truth = small_run(regime=r, generations=4, truth=TorchGaussian(0.0, 1.0))
         pd.testing.assert_frame_equal(torch_truth, numpy_truth)
 
 

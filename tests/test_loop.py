@@ -18,6 +18,22 @@ from collapse_lib.loop import COLUMNS, Learner, wide
 from collapse_lib.regimes import polynomial_decay
 
 VAR = {"variance": lambda step: step.model.var}
+
+
+def small_run(**kwargs):
+    """A small Gaussian replace run (4 seeds, n = 5, 3 generations), ``kwargs`` overriding."""
+    args = dict(
+        learner=GaussianMLE(),
+        truth=Gaussian(0.0, 1.0),
+        regime=regime("replace"),
+        n=5,
+        generations=3,
+        metrics=VAR,
+        seeds=4,
+    )
+    return run(**(args | kwargs))
+
+
 MOMENTS = {"variance": lambda step: step.model.var, "err2": lambda step: step.model.mean**2}
 
 
@@ -207,18 +223,8 @@ def test_filter_sees_the_loop_state_and_can_oversample():
     ],
 )
 def test_bad_arguments_raise_value_error_naming_them(kwargs, match):
-    args = dict(
-        learner=GaussianMLE(),
-        truth=Gaussian(0.0, 1.0),
-        regime=regime("replace"),
-        n=5,
-        generations=3,
-        metrics=VAR,
-        seeds=4,
-    )
-    args.update(kwargs)
     with pytest.raises(ValueError, match=match):
-        run(**args)
+        small_run(**kwargs)
 
 
 def test_schedule_leaving_unit_interval_is_reported_with_its_generation():
