@@ -303,7 +303,7 @@ def publish(folder: Path) -> None:
         shutil.rmtree(previous)
 
 
-def check_device(device: str) -> str:
+def exit_unless_device(device: str) -> str:
     """Fail at once, with the library's message, for a device the chapters would reject."""
     from collapse_lib.runtime import resolve_device
 
@@ -331,7 +331,7 @@ def build(args: argparse.Namespace) -> int:
     or interrupted build leaves its partial copy in ``_build/book.next`` for inspection.
     """
     names = chapters()
-    check_device(args.device)
+    exit_unless_device(args.device)
     jobs = job_count(args.jobs, len(names))
     stage(NEXT)
     os.environ.setdefault("COLLAPSE_LIB_PROGRESS", "0")
@@ -382,7 +382,7 @@ def build(args: argparse.Namespace) -> int:
 
 
 def run_one(args: argparse.Namespace) -> int:
-    check_device(args.device)
+    exit_unless_device(args.device)
     os.environ.setdefault("COLLAPSE_LIB_PROGRESS", "0")
     r = execute(source(args.name), BUILD / "run", args.mode, args.device, args.seed)
     print(table([r]))
