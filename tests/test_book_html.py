@@ -1,17 +1,24 @@
-"""Checks on the built HTML book (run by `make test` after the quick build)."""
+"""Checks on the built HTML book (run by `make test` after the quick build).
+
+``BOOK_HTML`` points them at another build's HTML folder (default: ``_build/book/_build/html``;
+the executed chapters are the ones beside it, in ``../../chapters``).
+"""
 
 import json
+import os
 import re
 from pathlib import Path
 
+import guards
 import pytest
 import yaml
+from bs4 import BeautifulSoup
 
 import book
 
 ROOT = Path(__file__).resolve().parents[1]
-HTML = ROOT / "_build" / "book" / "_build" / "html"
-EXECUTED = ROOT / "_build" / "book" / "chapters"
+HTML = Path(os.environ.get("BOOK_HTML", ROOT / "_build" / "book" / "_build" / "html"))
+EXECUTED = HTML.parents[1] / "chapters"
 
 pytestmark = pytest.mark.book
 
@@ -88,3 +95,88 @@ def test_reproducibility_page_lists_every_chapter_time():
             file
         )
     assert "numpy" in html and "torch" in html
+
+
+# -- the guards: defects a reader found, on every page (tools/guards.py) -----------------------
+
+
+@pytest.mark.parametrize("name", list(guards.GUARDS))
+@pytest.mark.parametrize("file", book.toc_files())
+def test_guard(file, name):
+    found = guards.GUARDS[name](page(file))
+    assert found == [], f"{name} in {file}: {found}"
+
+
+# -- navigation: the book reads in order --------------------------------------------------------
+
+
+def soup(file):
+    return BeautifulSoup(page(file), "html.parser")
+
+
+def title(file):
+    return soup(file).select_one("article h1").get_text(" ", strip=True).rstrip("#").strip()
+
+
+def test_next_from_the_intro_reaches_chapter_0_first_within_three_steps():
+    file, seen = "book/intro", []
+    for _ in range(3):
+        link = soup(file).select_one("a.right-next")
+        assert link, f"{file} has no next link"
+        file = os.path.normpath(os.path.join(os.path.dirname(file), link["href"]))
+        file = file.removesuffix(".html")
+        seen.append(file)
+        assert not file.startswith("book/course/"), f"an instructor page before chapter 0: {seen}"
+        if file.startswith("chapters/"):
+            break
+    assert file == CHAPTERS[0], f"next from the intro: {seen}"
+    previous = soup(CHAPTERS[0]).select_one("a.left-prev")
+    target = os.path.normpath(os.path.join("chapters", previous["href"])).removesuffix(".html")
+    assert not target.startswith("book/course/")
+    assert previous.select_one(".prev-next-title").get_text(strip=True) == title(target)
+
+
+def test_no_two_pages_in_the_sidebar_share_a_title():
+    links = soup("book/intro").select("nav.bd-docs-nav a.reference")
+    titles = [re.sub(r"\s+", " ", a.get_text(" ", strip=True)) for a in links]
+    assert len(titles) >= len(book.toc_files()) - 1
+    duplicates = sorted({t for t in titles if titles.count(t) > 1})
+    assert duplicates == [], duplicates
+    pages = [title(f) for f in book.toc_files()]
+    assert len(set(pages)) == len(pages), pages
+
+
+def test_the_intro_names_each_chapters_paper_with_authors_year_and_venue():
+    rows = soup("book/intro").select("article table tbody tr")
+    by_chapter = {}
+    for row in rows:
+        link = row.select_one('a[href^="../chapters/"]')
+        if link:
+            by_chapter[link["href"].removeprefix("../").removesuffix(".html")] = row
+    assert sorted(by_chapter) == sorted(CHAPTERS)
+    for file, row in by_chapter.items():
+        cites = row.select('a[href^="references.html"]')
+        assert cites, f"{file}: no link to the references"
+        text = row.get_text(" ", strip=True)
+        assert re.search(r"\b20\d\d\b", text), f"{file}: no year in {text!r}"
+        venue = r"NeurIPS|ICML|ICLR|COLM|Nature|arXiv|AISTATS|TMLR|JMLR|Annals|preprint"
+        assert re.search(venue, text), f"{file}: no venue in {text!r}"
+
+
+# -- the page never contradicts itself about how it ran -----------------------------------------
+
+
+@pytest.mark.parametrize("file", CHAPTERS)
+def test_the_parameters_cell_shows_what_the_chapter_ran_with(file):
+    html = soup(file)
+    cell = html.select_one("div.cell.tag_parameters")
+    assert cell, "no parameters cell shown"
+    shown = dict(re.findall(r'^(mode|device|seed) = "?([\w.]+)"?', cell.get_text(), re.M))
+    banner = re.search(r"mode=(\w+) \| device=(\w+) \| seed=(\d+)", html.get_text())
+    assert banner, "no banner"
+    mode, _, seed = banner.groups()
+    assert shown["mode"] == mode and shown["seed"] == seed, (shown, banner.group(0))
+    nb = json.loads((EXECUTED / f"{Path(file).name}.ipynb").read_text())
+    run = book.editions.read_glue(nb).values
+    if "run_mode" in run:
+        assert book.editions.format_glue(run["run_mode"], "") == mode

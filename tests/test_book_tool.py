@@ -120,6 +120,7 @@ def build_with(monkeypatch, src, jupyter_book_status):
     monkeypatch.setattr(book, "source", lambda name: src)
     monkeypatch.setattr(book, "stage", lambda folder: (folder / "chapters").mkdir(parents=True))
     monkeypatch.setattr(book, "write_reproducibility", lambda folder, results: None)
+    monkeypatch.setattr(book, "write_troubleshooting", lambda folder, results: None)
     calls = []
 
     def jupyter_book(cmd, **kwargs):
@@ -228,6 +229,49 @@ def test_the_table_records_the_device_the_chapter_ran_on(tmp_path, uses_torch, r
     assert result["error"] is None
     torch_gpu = uses_torch and __import__("torch").cuda.is_available()
     assert result["device"] == ("cuda" if torch_gpu else "cpu")
+
+
+def test_the_executed_copy_shows_the_parameters_it_ran_with(tmp_path):
+    """The visible parameters cell says what papermill ran (comments kept); papermill's injected
+    copy is hidden, so the page never shows mode = "full" above a quick-mode banner."""
+    src = notebook(tmp_path / "tiny.ipynb", "print(mode, device, seed)")
+    nb = nbformat.read(src, as_version=4)
+    nb.cells[0].source = 'mode = "full"  # "quick" or "full"\ndevice = "auto"\nseed = 0  # seeds'
+    nbformat.write(nb, src)
+    result = book.execute(src, tmp_path / "run", "quick", "cpu", 7)
+    assert result["error"] is None
+    cells = nbformat.read(tmp_path / "run" / "tiny.ipynb", as_version=4).cells
+    shown = [c for c in cells if "remove-cell" not in c.metadata.get("tags", [])]
+    assert (
+        shown[0].source == 'mode = "quick"  # "quick" or "full"\ndevice = "cpu"\nseed = 7  # seeds'
+    )
+    hidden = [c for c in cells if "injected-parameters" in c.metadata.get("tags", [])]
+    assert len(hidden) == 1 and "remove-cell" in hidden[0].metadata["tags"]
+    assert shown[1].outputs[0]["text"] == "quick cpu 7\n"
+    assert nbformat.read(src, as_version=4).cells[0].source.startswith('mode = "full"')
+
+
+def test_troubleshooting_states_the_measured_full_times(build_dir, monkeypatch):
+    page = build_dir / "book.next" / "book" / "troubleshooting.md"
+    page.parent.mkdir(parents=True)
+    row = {"name": "03_memorization", "mode": "full", "seconds": 412.3}
+    for results, expected in [
+        ([{**row, "mode": "quick"}], "no full-mode build has been timed"),
+        ([row], "measured in full mode by this build on"),
+    ]:
+        page.write_text(f"Full mode: {book.FULL_TIMES}\n")
+        book.write_troubleshooting(build_dir / "book.next", results)
+        text = page.read_text()
+        assert expected in text and book.FULL_TIMES not in text
+    assert "03: 412 s." in text
+    # a quick build after a full one still states the full build's times
+    (build_dir / "timings_full.json").write_text(book.json.dumps([row]))
+    page.write_text(f"Full mode: {book.FULL_TIMES}\n")
+    book.write_troubleshooting(build_dir / "book.next", [{**row, "mode": "quick"}])
+    assert "by the full-mode build of" in page.read_text()
+    page.write_text("no marker")
+    with pytest.raises(SystemExit, match="lost its"):
+        book.write_troubleshooting(build_dir / "book.next", [row])
 
 
 def test_a_chapter_that_never_reached_setup_says_so(tmp_path):

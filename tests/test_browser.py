@@ -9,6 +9,7 @@ without a CDN. A full-page screenshot of every chapter lands in `_build/screensh
 from __future__ import annotations
 
 import functools
+import os
 import re
 import threading
 import urllib.parse
@@ -22,7 +23,7 @@ import yaml
 import book
 
 ROOT = Path(__file__).resolve().parents[1]
-HTML = ROOT / "_build" / "book" / "_build" / "html"
+HTML = Path(os.environ.get("BOOK_HTML", ROOT / "_build" / "book" / "_build" / "html"))
 SHOTS = ROOT / "_build" / "screenshots"
 pytestmark = pytest.mark.browser
 
@@ -58,8 +59,8 @@ def browser():
 class Visit:
     """One page load with its console errors, failed local requests and blocked requests."""
 
-    def __init__(self, browser, site: str, path: str):
-        self.page = browser.new_page(viewport={"width": 1280, "height": 900})
+    def __init__(self, browser, site: str, path: str, **options):
+        self.page = browser.new_page(viewport={"width": 1280, "height": 900}, **options)
         self.errors: list[str] = []
         self.failed: list[str] = []
         self.blocked: list[str] = []
@@ -175,3 +176,36 @@ def test_search_finds_a_word_from_a_chapter(browser, site):
         results = v.page.inner_text("#search-results")
         titles = [re.sub(r"\s+", " ", t) for t in results.splitlines() if t.strip()]
         assert any("Chapter 0" in t for t in titles), titles[:10]
+
+
+@pytest.mark.parametrize("file", CHAPTERS)
+def test_every_figure_has_alt_text(browser, site, file):
+    """A screen reader says what each figure shows: every image has a non-empty ``alt`` that is
+    not the file name (docutils' default when a cell sets none)."""
+    with Visit(browser, site, f"{file}.html") as v:
+        images = v.page.evaluate(
+            "() => Array.from(document.querySelectorAll('article img'))"
+            ".map(i => [i.getAttribute('src'), (i.getAttribute('alt') || '').trim()])"
+        )
+        assert images, "a chapter without figures"
+        missing = [src for src, alt in images if not alt or re.search(r"\.(png|jpe?g|svg)$", alt)]
+        assert missing == [], f"{len(missing)} of {len(images)} figures without alt text: {missing}"
+
+
+@pytest.mark.parametrize("file", ["book/intro", CHAPTERS[0]])
+def test_the_site_stays_light_for_a_reader_who_prefers_dark(browser, site, file):
+    """Decision: the site is light only (the figures are drawn on white); a system preference
+    for dark, or a dark mode chosen on an earlier visit, leaves it light, and there is no
+    switch. The screenshot is kept next to the chapters' ones."""
+    with Visit(browser, site, f"{file}.html", color_scheme="dark") as v:
+        v.page.evaluate("() => localStorage.setItem('mode', 'dark')")
+        v.page.reload(wait_until="load", timeout=60_000)
+        theme = v.page.evaluate("() => document.documentElement.dataset.theme")
+        assert theme == "light", theme
+        background = v.page.evaluate("() => getComputedStyle(document.body).backgroundColor")
+        rgb = [int(x) for x in re.findall(r"\d+", background)[:3]]
+        assert min(rgb) >= 230, f"the page background is {background}"
+        assert not v.page.locator(".theme-switch-button").first.is_visible()
+        assert v.errors == [], v.errors
+        SHOTS.mkdir(parents=True, exist_ok=True)
+        v.page.screenshot(path=str(SHOTS / f"dark-preference-{Path(file).name}.png"))

@@ -10,7 +10,8 @@ The source notebooks in ``chapters/`` are never written. ``build`` checks its ar
 first (``--jobs``, ``--seed``, ``--device``: a bad one stops it before anything is deleted),
 copies the book's sources into a fresh staging folder (``_build/book.next``), executes every
 chapter listed in ``_toc.yml`` into it, fills ``book/reproducibility.md`` with the measured
-times, the device each chapter ran on and the environment's versions, and runs
+times, the device each chapter ran on and the environment's versions (and
+``book/troubleshooting.md`` with the latest full-mode times), and runs
 ``jupyter-book build -W -n --keep-going`` on it (execution is off in ``_config.yml``: each
 notebook runs exactly once). Only a build that succeeds replaces the previous book in
 ``_build/book``; a failed or interrupted one stays in ``_build/book.next`` for inspection.
@@ -50,6 +51,7 @@ STUDENT = BUILD / "student"
 NOTEBOOKS = BUILD / "notebooks"  # the instructor's Jupyter edition (solutions kept)
 BUDGETS = {"quick": 60.0, "full": 300.0}  # seconds on a 2-core CPU, unless a chapter says more
 MARKER = "<!-- execution-times -->"
+FULL_TIMES = "<!-- full-mode-times -->"  # in book/troubleshooting.md
 VERSIONS = [
     "collapse_lib",
     "numpy",
@@ -173,11 +175,37 @@ class ChapterKernel(AsyncKernelManager):
             await super()._async_interrupt_kernel()
 
 
+def show_parameters(nb: nbformat.NotebookNode, params: dict) -> nbformat.NotebookNode:
+    """The executed copy shows the parameters it ran with, once.
+
+    papermill runs the cell tagged ``parameters`` as written (``mode = "full"``) and then a cell
+    it injects with the values passed (``mode = "quick"``). Here the visible cell's assignments
+    are rewritten to the values used (its comments kept), and the injected cell, now a copy of
+    it, is hidden (``remove-cell``), so the page never shows a mode, device or seed it did not
+    run with.
+    """
+    for cell in nb.cells:
+        tags = cell.metadata.get("tags", [])
+        if "injected-parameters" in tags and "remove-cell" not in tags:
+            cell.metadata["tags"] = [*tags, "remove-cell"]
+        elif "parameters" in tags:
+            for name, value in params.items():
+                literal = json.dumps(value)  # "quick", 0: also Python literals
+                cell.source = re.sub(
+                    rf"^({re.escape(name)}\s*=\s*)[^#\n]*?(\s*(?:#.*)?)$",
+                    lambda m, v=literal: f"{m.group(1)}{v}{m.group(2)}",
+                    cell.source,
+                    flags=re.M,
+                )
+    return nb
+
+
 def execute(src: Path, out_dir: Path, mode: str, device: str, seed: int) -> dict:
     """Run one notebook with papermill into ``out_dir``; the source is never written.
 
     The result records the device the chapter really ran on (glued as ``run_device`` by
-    ``collapse_lib.notebook.setup``), not the one requested. Ctrl-C marks the executed copy
+    ``collapse_lib.notebook.setup``), not the one requested, and the executed copy's parameters
+    cell shows the values it ran with (:func:`show_parameters`). Ctrl-C marks the executed copy
     as interrupted (:func:`mark_interrupted`), says where it is and exits with status 130.
     """
     name = src.stem
@@ -210,10 +238,9 @@ def execute(src: Path, out_dir: Path, mode: str, device: str, seed: int) -> dict
     except pm.PapermillExecutionError as exc:
         error = failure(exc, src)
     seconds = time.perf_counter() - start
-    nb = nbformat.read(out, as_version=4)
-    for cell in nb.cells:  # the banner prints the parameters; hide papermill's copy of them
-        if "injected-parameters" in cell.metadata.get("tags", []):
-            cell.metadata["tags"] = [*cell.metadata["tags"], "remove-cell"]
+    nb = show_parameters(
+        nbformat.read(out, as_version=4), {"mode": mode, "device": device, "seed": seed}
+    )
     nbformat.write(nb, out)
     glued = editions.read_glue(nb).values  # run_device: glued by collapse_lib.notebook.setup
     ran_on = editions.format_glue(glued["run_device"], "") if "run_device" in glued else None
@@ -279,6 +306,39 @@ def write_reproducibility(folder: Path, results: list[dict]) -> None:
     if MARKER not in text:
         raise SystemExit(f"{page} lost its {MARKER} marker")
     page.write_text(text.replace(MARKER, generated))
+
+
+def full_mode_results(results: list[dict]) -> tuple[list[dict], str] | None:
+    """The latest full-mode times: this build's if it ran in full mode, else the last full
+    build's (``_build/timings_full.json``, else ``_build/timings.json`` if it was full), with
+    when they were measured; ``None`` if no full build has run here."""
+    if results and all(r["mode"] == "full" for r in results):
+        return results, "this build"
+    for path in (BUILD / "timings_full.json", TIMINGS):
+        if path.exists():
+            found = json.loads(path.read_text())
+            if found and all(r["mode"] == "full" for r in found):
+                when = time.strftime("%Y-%m-%d", time.gmtime(path.stat().st_mtime))
+                return found, f"the full-mode build of {when}"
+    return None
+
+
+def write_troubleshooting(folder: Path, results: list[dict]) -> None:
+    """Fill ``book/troubleshooting.md``'s full-mode line with each chapter's measured time."""
+    page = folder / "book" / "troubleshooting.md"
+    text = page.read_text()
+    if FULL_TIMES not in text:
+        raise SystemExit(f"{page} lost its {FULL_TIMES} marker")
+    full = full_mode_results(results)
+    if full is None:
+        line = "no full-mode build has been timed yet on the machine that built these pages."
+    else:
+        found, when = full
+        times = ", ".join(f"{r['name'].split('_')[0]}: {r['seconds']:.0f} s" for r in found)
+        line = (
+            f"measured in full mode by {when} on {os.cpu_count()} CPU cores, per chapter: {times}."
+        )
+    page.write_text(text.replace(FULL_TIMES, line))
 
 
 def stage(folder: Path) -> None:
@@ -355,6 +415,7 @@ def build(args: argparse.Namespace) -> int:
         return 130
     pool.shutdown()
     TIMINGS.write_text(json.dumps(results, indent=1))
+    (BUILD / f"timings_{args.mode}.json").write_text(json.dumps(results, indent=1))
     print(table(results), flush=True)
     failed = [r for r in results if r["error"]]
     for r in failed:
@@ -366,6 +427,7 @@ def build(args: argparse.Namespace) -> int:
         print(f"the previous book in {STAGING.relative_to(ROOT)} is untouched", file=sys.stderr)
         return 1
     write_reproducibility(NEXT, results)
+    write_troubleshooting(NEXT, results)
     jb = shutil.which("jupyter-book", path=str(Path(sys.executable).parent)) or "jupyter-book"
     cmd = [jb, "build", str(NEXT), "--builder", "html", "-W", "-n", "--keep-going"]
     proc = subprocess.run(cmd, cwd=ROOT)
