@@ -407,8 +407,10 @@ def filtered_error(sigma2: Any, alpha: float, n: int) -> np.ndarray:
 
 def collapse_time(probs: np.ndarray, n: int) -> np.ndarray:
     """Expected number of sampling rounds until a row is a Dirac mass, with no fresh data:
-    ``-2 n sum_j (1 - p_j) log(1 - p_j)`` (Kimura's diffusion approximation of the Wright-Fisher
-    model; population genetics, not the paper). Generation ``t`` has had ``t + 1`` rounds."""
+    ``-2 n sum_j (1 - p_j) log(1 - p_j)``: the diffusion approximation of the neutral
+    Wright-Fisher model (population genetics, not the paper; for two tokens it is Kimura & Ohta's
+    1969 mean time to fixation or loss, ``-2n [p log p + (1 - p) log(1 - p)]`` for ``n`` gene
+    copies). Generation ``t`` has had ``t + 1`` rounds."""
     p = np.asarray(probs, dtype=float)
     n = check_positive_int(n, "n")
     q = np.clip(1 - p, 1e-300, None)
@@ -642,10 +644,14 @@ def chain_metrics(
     truth: np.ndarray, weights: np.ndarray
 ) -> dict[str, Callable[[Step], np.ndarray]]:
     """Loop metrics of a fitted :class:`MarkovChain`: the ``weights``-averaged TV to ``truth``,
-    the number of distinct transitions, and the TV of the start law to ``weights``."""
+    the number of distinct transitions, the same count per context (``next_tokens``: distinct
+    next tokens seen after a context, mean over all contexts), and the TV of the start law to
+    ``weights``."""
+    contexts = np.shape(truth)[-2]
     return {
         "tv": lambda s: weighted_tv(s.model.transitions, truth, weights),
         "transitions": lambda s: transition_support(s.model),
+        "next_tokens": lambda s: transition_support(s.model) / contexts,
         "start_tv": lambda s: total_variation(s.model.start, weights),
     }
 

@@ -333,8 +333,13 @@ def test_chain_in_the_loop_loses_transitions_without_fresh_data():
             seeds=8,
             progress=False,
         )
-        out[name] = {m: wide(df, m).to_numpy().mean(axis=1) for m in ("tv", "transitions")}
+        out[name] = {
+            m: wide(df, m).to_numpy().mean(axis=1) for m in ("tv", "transitions", "next_tokens")
+        }
     assert out["replace"]["transitions"][-1] < 0.6 * out["mix"]["transitions"][-1]
+    # the per-context count is the total over the 10 contexts, divided by 10
+    np.testing.assert_allclose(out["mix"]["next_tokens"], out["mix"]["transitions"] / 10)
+    assert np.all(out["mix"]["next_tokens"] <= 10)
     assert out["replace"]["tv"][-1] > 2 * out["mix"]["tv"][-1]
 
 
