@@ -29,7 +29,7 @@ about them are properties of *this* construction, not of the paper's constants.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -575,3 +575,142 @@ def first_arrival(frontier: np.ndarray, interval: int) -> np.ndarray:
     check_positive_int(interval, "interval")
     hit = f >= interval
     return np.where(hit.any(axis=0), np.argmax(hit, axis=0), -1)
+
+
+# ------------------------------------- Construction 2 (Theorem 5.2), the h-family plus a spike
+
+
+def tower_log_inv_width(J: np.ndarray | float) -> np.ndarray:
+    """The book's spike width for Construction 2: ``log(1/f(J)) = 10^(10^(J - 2))``.
+
+    So ``log(1/f(2)) = 10``, ``log(1/f(3)) = 10^10``, ``log(1/f(4)) = 10^100`` (capped at
+    ``10^300``, still astronomically narrow, to stay finite in float64). RECONSTRUCTED: the
+    paper only needs ``f`` to fall fast enough in ``J``; this tower is the book's choice.
+    """
+    J = np.asarray(J, dtype=float)
+    return 10.0 ** np.minimum(10.0 ** (J - 2.0), 300.0)
+
+
+@dataclass
+class SpikedIntervalSample(IntervalSample):
+    """:class:`IntervalSample` plus ``spike[s]``: points lying exactly on the spike of a g-model."""
+
+    spike: np.ndarray | None = None
+
+    def __post_init__(self) -> None:
+        if self.spike is None:
+            self.spike = np.zeros(self.counts.shape[0])
+
+
+@dataclass
+class SpikedIntervalFamily:
+    """Construction 2 (the paper's Appendix F): per seed either ``h_alpha`` or ``g_{beta,J}``.
+
+    ``g_{beta,J} = 1/2 U[0, J] + 1/2 U[J - beta, J - beta + f(J)]`` (RECONSTRUCTED from the
+    proof's ``g = 1/(2J)`` away from the spike) puts density ``1/(2J)`` on ``[0, 1]``, so
+    ``TV(g, U[0,1]) = 1 - 1/(2J) >= 3/4`` for ``J >= 2`` (the theorem needs ``>= 3/8``).
+    ``TV(h_alpha, U[0,1]) = 2 alpha_0`` (excess ``alpha_0`` on ``[0, 1 - 2 alpha_0]`` plus the
+    mass ``alpha_0`` beyond 1). ``spiked[s]`` says which member seed ``s`` uses; the spike's
+    width ``f(J)`` is so small that its samples all equal its left end in float64, so a
+    g-sample is kept as per-interval counts and maxima plus the number of spike points.
+    """
+
+    alpha: np.ndarray
+    spiked: np.ndarray
+    J: np.ndarray
+
+    def __post_init__(self) -> None:
+        self.alpha = np.asarray(self.alpha, dtype=float)
+        self.spiked = np.asarray(self.spiked, dtype=bool)
+        self.J = np.asarray(self.J, dtype=int)
+        if self.alpha.ndim != 2 or self.spiked.shape != self.alpha.shape[:1]:
+            raise ValueError("alpha must have shape (S, intervals) and spiked shape (S,)")
+        if np.any(self.J[self.spiked] < 2) or np.any(self.J >= self.alpha.shape[-1]):
+            raise ValueError("a spiked seed needs 2 <= J < intervals")
+
+    @property
+    def tv(self) -> np.ndarray:
+        """Total variation distance to the truth ``U[0, 1]``."""
+        return np.where(self.spiked, 1 - 1 / (2 * np.maximum(self.J, 1)), 2 * self.alpha[:, 0])
+
+    @property
+    def frontier(self) -> np.ndarray:
+        """Right-most interval the model can reach (``J - 1`` for a spiked seed)."""
+        return np.where(self.spiked, self.J - 1, IntervalFamily(self.alpha).frontier)
+
+    def sample(self, n: int, rngs: Sequence[np.random.Generator]) -> SpikedIntervalSample:
+        n = check_positive_int(n, "n")
+        S = _n_seeds(rngs)
+        if S != self.alpha.shape[0]:
+            raise ValueError(f"the model has {self.alpha.shape[0]} seeds, got {S} generators")
+        h = IntervalFamily(self.alpha).sample(n, rngs)
+        counts, maxima, spike = h.counts.copy(), h.maxima.copy(), np.zeros(S)
+        idx = np.flatnonzero(self.spiked)
+        if idx.size:  # g: half the points on the spike, the rest uniform on [0, J]
+            J_max = counts.shape[1]
+            m = np.zeros((idx.size, J_max))
+            u = np.ones((idx.size, J_max))
+            equal = {J: np.full(J, 1.0 / J) for J in np.unique(self.J[idx]).tolist()}
+            for r, s in enumerate(idx):
+                g, J = rngs[s], int(self.J[s])
+                spike[s] = g.binomial(n, 0.5)
+                m[r, :J] = g.multinomial(n - int(spike[s]), equal[J])
+                u[r, :J] = g.random(J)
+            with np.errstate(divide="ignore"):
+                maxima[idx] = np.where(m > 0, u ** (1 / np.maximum(m, 1)), 0.0)
+            m[np.arange(idx.size), self.J[idx] - 1] += spike[idx]  # the spike's points sit at
+            counts[idx] = m  # its left end, in interval J - 1 (the largest offset seen there)
+        return SpikedIntervalSample(counts, maxima, n, spike)
+
+
+@dataclass
+class SpikedIntervalFamilyMLE(IntervalFamilyMLE):
+    """Exact MLE over the union of the h-family and the g-family of Construction 2.
+
+    Within h, :class:`IntervalFamilyMLE` (the paper's Lemma F.2); its log-likelihood is
+    ``sum_j m_j [log(1 - alpha_j) - log(1 - 2 alpha_j) + sum_{k<j} log alpha_k]``. Within g
+    the data must lie in ``[0, J]`` and the spike in ``[J - 1, J]``, so the only candidate is
+    ``J = frontier + 1`` (``J >= 2``) with the spike on the largest point of the last
+    occupied interval (plus any points already on it):
+    ``LL_g = -N log(2J) + c log(1 + J/f(J))``, ``c = 1 + spike``. The g-model wins when the
+    spike's gain ``~ log(1/f(J))`` beats the ``~ N log(2J)`` that spreading the pool over
+    ``[0, J]`` costs: a spike can beat a pool of up to about ``log(1/f(J)) / log(2J)`` points.
+    """
+
+    log_inv_width: Callable[[np.ndarray], np.ndarray] = tower_log_inv_width
+
+    def summarize(self, data: IntervalSample | np.ndarray) -> SpikedIntervalSample:
+        s = super().summarize(data)
+        spike = getattr(s, "spike", None)
+        return SpikedIntervalSample(s.counts, s.maxima, s.n, spike)
+
+    def merge(self, a: SpikedIntervalSample, b: SpikedIntervalSample) -> SpikedIntervalSample:
+        m = super().merge(a, b)
+        return SpikedIntervalSample(m.counts, m.maxima, m.n, a.spike + b.spike)
+
+    def fit_summary(self, s: SpikedIntervalSample) -> SpikedIntervalFamily:
+        alpha = super().fit_summary(s).alpha
+        counts = s.counts
+        S, J_max = counts.shape
+        with np.errstate(divide="ignore", invalid="ignore"):
+            log_a = np.log(alpha)
+            before = np.concatenate([np.zeros((S, 1)), np.cumsum(log_a[:, :-1], axis=1)], 1)
+            per_point = np.log1p(-alpha) - np.log1p(-2 * alpha) + before
+            ll_h = np.where(counts > 0, counts * per_point, 0.0).sum(axis=1)
+        has = counts > 0
+        frontier = J_max - 1 - np.argmax(has[:, ::-1], axis=1)
+        J = frontier + 1
+        N = counts.sum(axis=1)
+        gain = np.logaddexp(0.0, np.log(J) + self.log_inv_width(J))
+        ll_g = -N * np.log(2.0 * J) + (1.0 + s.spike) * gain
+        spiked = (frontier >= 1) & (ll_g > ll_h)
+        return SpikedIntervalFamily(alpha, spiked, np.where(spiked, J, 0))
+
+
+def spike_pool_limit(J: int, log_inv_width: Callable = tower_log_inv_width) -> float:
+    """Largest pool a single spike point at ``J`` can beat: ``log(1 + J/f(J)) / log(2J)``.
+
+    (Ignoring the h-family's own log-likelihood, which is small next to both terms.)
+    """
+    J = check_positive_int(J, "J")
+    return float(np.logaddexp(0.0, np.log(J) + log_inv_width(J)) / np.log(2.0 * J))

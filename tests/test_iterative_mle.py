@@ -20,6 +20,9 @@ from collapse_lib.iterative_mle import (
     IntervalFamilyMLE,
     IntervalSample,
     KnownVarianceGaussianMLE,
+    SpikedIntervalFamily,
+    SpikedIntervalFamilyMLE,
+    SpikedIntervalSample,
     SpikeFamily,
     SpikeMixture,
     SpikeMixtureMLE,
@@ -28,9 +31,11 @@ from collapse_lib.iterative_mle import (
     h_family_probs,
     known_variance_mean_mse,
     spike_mle,
+    spike_pool_limit,
     spike_round1_limit,
     spike_round2_bound,
     squared_harmonic,
+    tower_log_inv_width,
 )
 from collapse_lib.loop import compare, run, wide
 from collapse_lib.regimes import regime
@@ -370,6 +375,83 @@ def test_h_family_creep_independent_of_n():
         medians.append(np.median(hit))
     assert all(8 <= m <= 45 for m in medians), medians
     assert max(medians) / min(medians) <= 2.5
+
+
+def test_construction2_spike_beats_a_small_pool_only():
+    assert tower_log_inv_width(np.array([2, 3])) == pytest.approx([10.0, 1e10])
+    mle = SpikedIntervalFamilyMLE(6)
+    limit = spike_pool_limit(3)  # log(1 + 3/f(3)) / log 6: about 5.6e9 points
+    assert 5e9 < limit < 6e9
+    for N, spiked in ((1e6, True), (2 * limit, False)):
+        counts = np.array([[N - 2, 1, 1, 0, 0, 0]])  # the frontier is interval 2
+        maxima = np.array([[1 - 1e-9, 0.3, 0.5, 0, 0, 0]])
+        model = mle.fit_summary(SpikedIntervalSample(counts, maxima, int(N)))
+        assert model.spiked[0] == spiked
+        if spiked:
+            assert model.J[0] == 3 and model.tv[0] == pytest.approx(1 - 1 / 6)
+        else:
+            assert model.tv[0] == pytest.approx(2 * model.alpha[0, 0])
+    # real data alone (all in [0, 1)) never give a g-model: J = 1 is not in the family
+    gens = seed_generators(2, 5)
+    first = mle.fit_summary(mle.summarize(IntervalFamily(np.zeros(6)).sample(10, gens)))
+    assert not first.spiked.any()
+    # a g-model's sample: n points, all below J, half of them (in distribution) on the spike
+    g = SpikedIntervalFamily(np.zeros((400, 6)), np.ones(400, bool), np.full(400, 3))
+    x = g.sample(50, seed_generators(3, 400))
+    assert np.all(x.counts.sum(axis=1) == 50) and np.all(x.counts[:, 3:] == 0)
+    assert abs(x.spike.mean() - 25) <= 4 * np.sqrt(12.5 / 400)
+    with pytest.raises(ValueError, match="J"):
+        SpikedIntervalFamily(np.zeros((1, 6)), np.ones(1, bool), np.ones(1, int))
+
+
+def test_construction2_collapse_round_depends_on_n_only_through_J():
+    """n = 10 and 10^5 collapse when data first reach [2, 3) (J = 3), at the same pace;
+    n = 10^10 is beyond the spike's pool limit there and must wait for [3, 4) (J = 4)."""
+    frac, tv = {}, {}
+    for k, n in enumerate((10, 100_000, 10**10)):
+        df = run(
+            SpikedIntervalFamilyMLE(12),
+            IntervalFamily(np.zeros(12)),
+            regime("accumulate"),
+            n=n,
+            generations=40,
+            metrics={"spiked": lambda s: s.model.spiked, "tv": lambda s: s.model.tv},
+            seeds=range(100 * k, 100 * (k + 1)),
+            seed=11,
+            progress=False,
+        )
+        sp = table(df, "spiked", "accumulate").astype(bool)
+        assert np.all(sp[1:] >= sp[:-1])  # once collapsed, always collapsed
+        frac[n] = sp[-1].mean()
+        tv[n] = np.unique(np.round(table(df, "tv", "accumulate")[-1][sp[-1]], 6))
+    se = np.sqrt(2 * 0.25 / 100)  # SE of a difference of two fractions, at most
+    assert abs(frac[10] - frac[100_000]) <= 4 * se, frac
+    assert frac[10] >= 0.4 and frac[10**10] <= frac[10] - 0.3, frac
+    assert set(tv[10]) | set(tv[100_000]) == {round(1 - 1 / 6, 6)}
+    assert set(tv[10**10]) <= {round(1 - 1 / 8, 6)}
+
+
+def test_bounded_spike_alpha_scales_like_one_over_n():
+    """Smoothness ablation (lam = 0): n alpha_T has the same distribution at n = 50 and 200, so
+    the few seeds above alpha = 1/10 at n = 50 (5/n) are the tail of an O(1/n) spread."""
+    q = {}
+    for k, n in enumerate((50, 200)):
+        fam = SpikeFamily(n, lam=0.0)
+        df = run(
+            SpikeMixtureMLE(fam),
+            fam.truth(),
+            regime("accumulate"),
+            n=n,
+            generations=8,
+            metrics={"tv": lambda s: s.model.tv},
+            seeds=range(300 * k, 300 * (k + 1)),
+            seed=5,
+            progress=False,
+        )
+        alpha = table(df, "tv", "accumulate")[-1]
+        q[n] = np.quantile(n * alpha, [0.5, 0.9])
+        assert alpha.max() < 0.25  # no seed jumps to the collapsed value
+    assert np.all(np.abs(np.log(q[50] / q[200])) <= np.log(1.6)), q
 
 
 def test_h_family_bad_inputs():
