@@ -12,10 +12,10 @@ digits (d = 64 pixels in [-1, 1]):
   ``layers`` hidden layers of width ``hidden`` with SiLU; loss ``E |eps - eps_theta(x_t, t)|^2``,
   Adam with a cosine learning-rate decay to 0.
 * **Sampling**: ancestral DDPM with the posterior variance
-  ``beta~_t = beta_t (1 - abar_{t-1}) / (1 - abar_t)``; the ``x_0`` prediction is *not*
-  clipped inside the sampler, but the *final* samples are clipped to the data range (the
-  analogue of the paper's uint8 quantization; without it one diverged sample can be picked by
-  farthest-point selection and wreck the next generation).
+  ``beta~_t = beta_t (1 - abar_{t-1}) / (1 - abar_t)``; the ``x_0`` prediction is clipped
+  inside the sampler only with ``clip_x0=True``, and the *final* samples are clipped to the
+  data range (the analogue of the paper's uint8 quantization; without it one diverged sample
+  can be picked by farthest-point selection and wreck the next generation).
 
 All seeds of the loop are one batched computation: every weight carries a leading seed axis
 and the layers are ``torch.baddbmm`` calls, so ``S`` networks train as one (their losses are
@@ -50,6 +50,8 @@ from collapse_lib.runtime import check_positive_int, linear_init, rng, seed_list
 INIT_KEY = 31  #: spawn-key prefix of the networks' initializations: ``rng(seed, INIT_KEY, s)``
 SPLIT_KEY = 33  #: the real/held-out split of the digits: ``rng(seed, SPLIT_KEY)``
 EVAL_KEY = 34  #: evaluation samples of generation t: ``rng(seed, EVAL_KEY, s, t)``
+ROBUST_K = 4  #: neighbour rank of the sibling-robust spacing (above the typical sibling count)
+NEAR_COPY_QUANTILE = 0.01  #: share of held-out real digits the near-copy threshold lets through
 
 
 def linear_schedule(T: int) -> dict[str, np.ndarray]:
@@ -138,6 +140,10 @@ class DiffusionModel:
             for t in range(L.T - 1, -1, -1):
                 tt = torch.full((S, n), t, device=L.device, dtype=torch.long)
                 eps = L.eps(self.params, x, tt)
+                if L.clip_x0 and L.clip is not None:  # clip the x_0 prediction, re-derive eps
+                    a, b = math.sqrt(float(sch["abar"][t])), math.sqrt(1 - float(sch["abar"][t]))
+                    x0 = ((x - b * eps) / a).clamp(L.clip[0], L.clip[1])
+                    eps = (x - a * x0) / b
                 x = (x - float(sch["beta"][t] / math.sqrt(1 - sch["abar"][t])) * eps) / math.sqrt(
                     float(sch["alpha"][t])
                 )
@@ -170,6 +176,10 @@ class DDPM(Learner):
         Width of the sinusoidal time embedding (even).
     clip : (low, high) or None
         Range the final samples are clipped to (``None``: no clipping).
+    clip_x0 : bool
+        Also clip the sampler's ``x_0`` prediction ``(x_t - sqrt(1 - abar_t) eps) / sqrt(abar_t)``
+        to ``clip`` at every step and re-derive ``eps`` from it (the ``clip_denoised`` of Ho et
+        al.'s reference code). Keeps an under-trained denoiser's samples from saturating.
     device : str
         Torch device of the networks; data and samples stay in numpy.
     cache : int
@@ -187,6 +197,7 @@ class DDPM(Learner):
     T: int = 200
     embed: int = 64
     clip: tuple[float, float] | None = (-1.0, 1.0)
+    clip_x0: bool = False
     device: str = "cpu"
     cache: int = 16
 
@@ -399,6 +410,11 @@ METRICS: tuple[str, ...] = (
     "copy_pix",
     "ratio",
     "rel_nn",
+    "rel_nn_pix",
+    "fixed",
+    "robust",
+    "near_copy",
+    "spacing",
     "fd_pix",
     "fd_feat",
     "trace",
@@ -424,6 +440,14 @@ class MemorizationMetrics:
       for the run; ``ratio`` the NN1/NN2 < 1/3 test of the same samples; ``rel_nn`` the
       scale-free copy index :func:`collapse_lib.metrics.relative_nn_distance` (about 1 for new
       samples, 0 for copies; unlike GS, blind to a contraction of the distribution);
+      ``rel_nn_pix`` the same index in pixel space;
+    * the copy indices that stay valid under recursion, all in pixel space:
+      ``fixed``, :func:`collapse_lib.metrics.fixed_nn_index` with the yardstick ``s0`` = median
+      NN spacing of the replicate's *real* ``D_0``; ``robust``,
+      :func:`collapse_lib.metrics.sibling_robust_index` with ``k = ROBUST_K``; ``near_copy``,
+      the share of ``E_t`` closer to ``D_t`` than the 1% quantile of held-out real digits'
+      distances to ``D_0`` (:func:`collapse_lib.metrics.near_copy_threshold`); ``spacing``, the
+      median NN spacing of ``D_t`` over ``s0``;
     * ``fd_pix`` / ``fd_feat``: Fréchet distance of E_t to all 1797 digits;
     * ``trace``: ``tr Cov(D_t)`` (pixels); ``mnnd``: mean within-set NN distance of ``F(D_t)``;
       ``var_ratio``: ``tr Cov(E_t) / tr Cov(all digits)``;
@@ -450,6 +474,7 @@ class MemorizationMetrics:
         self._key: tuple[int, int] | None = None
         self._values: dict[str, np.ndarray] = {}
         self.samples: list[dict[str, Any]] = []
+        self._yardsticks: dict[str, tuple[float, float]] = {}
 
     def scale(self, real: np.ndarray) -> tuple[float, float]:
         """``s`` (feature, pixel): median within-set NN distance of one replicate's real set."""
@@ -458,6 +483,23 @@ class MemorizationMetrics:
         f = nn_distances(self.features(real), None, k=1)[:, 0]
         p = nn_distances(real, None, k=1)[:, 0]
         return float(np.median(f)), float(np.median(p))
+
+    def yardstick(self, real: np.ndarray) -> tuple[float, float]:
+        """``(s0, threshold)`` in pixels for one replicate's real set (computed once per set).
+
+        ``s0``: median NN spacing of ``real``; ``threshold``: the 1% quantile of the distances
+        of the even-numbered held-out digits to ``real``
+        (:func:`collapse_lib.metrics.near_copy_threshold`; the odd-numbered ones check it).
+        """
+        from collapse_lib.metrics import near_copy_threshold, nn_spacing
+
+        key = _data_key(np.asarray(real, dtype=float))
+        if key not in self._yardsticks:
+            self._yardsticks[key] = (
+                nn_spacing(real),
+                near_copy_threshold(self.truth.heldout[::2], real, NEAR_COPY_QUANTILE),
+            )
+        return self._yardsticks[key]
 
     def evaluate(self, step: Step) -> dict[str, np.ndarray]:
         """All metrics of ``step`` (cached for the step's generation and model)."""
@@ -488,6 +530,12 @@ class MemorizationMetrics:
             out["copy_pix"][i] = mt.copy_fraction(e, d, s_pix / 3)
             out["ratio"][i] = mt.ratio_test_fraction(fe, fd, 1 / 3)
             out["rel_nn"][i] = mt.relative_nn_distance(fe, fd)
+            out["rel_nn_pix"][i] = mt.relative_nn_distance(e, d)
+            s0, thr = self.yardstick(r)
+            out["fixed"][i] = mt.fixed_nn_index(e, d, s0)
+            out["robust"][i] = mt.sibling_robust_index(e, d, ROBUST_K)
+            out["near_copy"][i] = mt.copy_fraction(e, d, thr)
+            out["spacing"][i] = mt.nn_spacing(d) / s0
             out["fd_pix"][i] = mt.frechet_distance(e, everything)
             out["fd_feat"][i] = mt.frechet_distance(fe, fe_all)
             out["trace"][i] = np.trace(np.cov(d, rowvar=False))
@@ -521,8 +569,9 @@ def calibration(
     """What "novel" looks like: held-out real digits scored against each replicate's real set.
 
     Returns per replicate ``gs_feat``, ``gs_pix``, ``copy``, ``copy_pix``, ``ratio``, ``rel_nn``,
-    ``fd_pix``, ``fd_feat`` of the held-out set ``H`` against ``real (S, n, d)``, with the same
-    thresholds :class:`MemorizationMetrics` uses.
+    ``rel_nn_pix``, ``fixed``, ``robust``, ``near_copy``, ``fd_pix``, ``fd_feat`` of the held-out
+    set ``H`` against ``real (S, n, d)``, with the same thresholds :class:`MemorizationMetrics`
+    uses (``near_copy`` on the odd-numbered held-out digits, which did not set the threshold).
     """
     from collapse_lib import metrics as mt
 
@@ -531,7 +580,20 @@ def calibration(
     fe_all = features(truth.all)
     out: dict[str, list[float]] = {
         k: []
-        for k in ("gs_feat", "gs_pix", "copy", "copy_pix", "ratio", "rel_nn", "fd_pix", "fd_feat")
+        for k in (
+            "gs_feat",
+            "gs_pix",
+            "copy",
+            "copy_pix",
+            "ratio",
+            "rel_nn",
+            "rel_nn_pix",
+            "fixed",
+            "robust",
+            "near_copy",
+            "fd_pix",
+            "fd_feat",
+        )
     }
     fd_pix = mt.frechet_distance(H, truth.all)  # the same for every replicate's real set
     fd_feat = mt.frechet_distance(fH, fe_all)
@@ -544,6 +606,11 @@ def calibration(
         out["copy_pix"].append(mt.copy_fraction(H, r, s_pix / 3))
         out["ratio"].append(mt.ratio_test_fraction(fH, fr, 1 / 3))
         out["rel_nn"].append(mt.relative_nn_distance(fH, fr))
+        out["rel_nn_pix"].append(mt.relative_nn_distance(H, r))
+        s0, thr = helper.yardstick(r)
+        out["fixed"].append(mt.fixed_nn_index(H, r, s0))
+        out["robust"].append(mt.sibling_robust_index(H, r, ROBUST_K))
+        out["near_copy"].append(mt.copy_fraction(H[1::2], r, thr))  # not the calibration half
         out["fd_pix"].append(fd_pix)
         out["fd_feat"].append(fd_feat)
     return {k: np.asarray(v) for k, v in out.items()}

@@ -299,3 +299,70 @@ def relative_nn_distance(g: np.ndarray, d: np.ndarray) -> float:
     if spacing == 0:
         raise ValueError("d has more than half of its points duplicated: its spacing is 0")
     return float(np.median(nn_distances(g, d, k=1)[:, 0]) / spacing)
+
+
+# ---- copy indices that stay valid under recursion (chapter 3) --------------------------------
+
+
+def nn_spacing(x: np.ndarray, k: int = 1) -> float:
+    """Median distance of a point of ``x`` to its ``k``-th nearest *other* point of ``x``."""
+    return float(np.median(nn_distances(x, None, k=k)[:, -1]))
+
+
+def fixed_nn_index(g: np.ndarray, d: np.ndarray, yardstick: float) -> float:
+    """Fixed-yardstick copy index: ``median_x NN(x, d) / yardstick``, x in ``g`` [book].
+
+    ``yardstick`` is fixed for the whole run: the median nearest-neighbour spacing of the
+    *real* generation-0 training set (:func:`nn_spacing`). Unlike
+    :func:`relative_nn_distance`, whose denominator is the current training set's own spacing,
+    it cannot be moved by the training set: near-duplicates ("siblings") in a recursive
+    training set shrink that set's spacing but not this yardstick. 0 for exact copies; for new
+    samples, the typical distance to the training set in units of the real digits' spacing.
+    A contraction of the distribution lowers it too: read it with :func:`copy_fraction`.
+    """
+    yardstick = float(yardstick)
+    if not (np.isfinite(yardstick) and yardstick > 0):
+        raise ValueError(f"yardstick must be a positive number, got {yardstick!r}")
+    return float(np.median(nn_distances(g, d, k=1)[:, 0]) / yardstick)
+
+
+def sibling_robust_index(g: np.ndarray, d: np.ndarray, k: int = 4) -> float:
+    """Self-referenced copy index that siblings cannot move: ``median NN_1(g, d) / spacing_k(d)``.
+
+    The denominator is the median distance of a training point to its ``k``-th nearest other
+    training point (:func:`nn_spacing`). In a recursive loop ``N`` samples of a model fitted
+    to ``N`` points share parents: a training point's nearest neighbours are often its
+    *siblings* (other samples of the same source image, at the model's jitter scale), and the
+    naive spacing (``k = 1``) collapses to that jitter. With ``k`` above the typical sibling
+    count (a training point's siblings number about Poisson(1) when each of ``N`` samples picks
+    one of ``N`` parents; ``k = 4`` skips up to three, ``P(>= 4) = 0.02``), the ``k``-th
+    neighbour lies in another family,
+    so the denominator measures the spacing *between* source images [book]. Not 1 for new
+    samples (``NN_1 < NN_k``): compare it with the same statistic for held-out real data.
+    """
+    k = check_positive_int(k, "k")
+    spacing = nn_spacing(d, k)
+    if spacing == 0:
+        raise ValueError(f"d has too many duplicates: its median {k}-th neighbour distance is 0")
+    return float(np.median(nn_distances(g, d, k=1)[:, 0]) / spacing)
+
+
+def near_copy_threshold(
+    heldout: np.ndarray, real_sets: np.ndarray, quantile: float = 0.01
+) -> float:
+    """Distance under which held-out real images almost never fall: a calibrated copy threshold.
+
+    The ``quantile`` (default 1%) of the distances from every held-out image to its nearest
+    image in each real training set of ``real_sets (R, n, d)``, pooled. By construction at most
+    about ``quantile`` of new real images count as near-copies (:func:`copy_fraction`) [book].
+    """
+    from collapse_lib.runtime import check_fraction
+
+    quantile = check_fraction(quantile, "quantile")
+    sets = np.asarray(real_sets, dtype=float)
+    if sets.ndim == 2:
+        sets = sets[None]
+    if sets.ndim != 3:
+        raise ValueError(f"real_sets must have shape (R, n, d), got {sets.shape}")
+    r = np.concatenate([nn_distances(heldout, s, k=1)[:, 0] for s in sets])
+    return float(np.quantile(r, quantile))

@@ -5,11 +5,15 @@ import pytest
 
 from collapse_lib.metrics import (
     copy_fraction,
+    fixed_nn_index,
     generalization_score,
     kl_entropy,
+    near_copy_threshold,
     nn_distances,
+    nn_spacing,
     ratio_test_fraction,
     relative_nn_distance,
+    sibling_robust_index,
 )
 
 
@@ -135,3 +139,65 @@ def test_chapter3_checkers(capsys):
     assert check("ch3-ex-structural", 1 / 16) is False  # 1/d: forgot that GS is squared
     assert check("ch3-ex-structural", None) is None
     assert "no answer yet" in capsys.readouterr().out
+
+
+# ---- copy indices valid under recursion --------------------------------------------------------
+
+
+def sibling_world(group: int):
+    """Parents on a 6x6 lattice of spacing 1 (2-D); each has ``group`` members forming a regular
+    simplex of edge 0.5 in ``group`` extra dimensions; samples sit 0.3 * sqrt(2) from member 0.
+
+    Exact distances: a member's nearest ``group - 1`` neighbours are its siblings at 0.5, the
+    next ones are members of neighbouring families at 1; a sample is 0.3 sqrt(2) = 0.424 from
+    member 0 of its parent and sqrt(0.18 + 0.25) = 0.656 from the other members.
+    """
+    grid = np.array([(i, j) for i in range(6) for j in range(6)], dtype=float)
+    offsets = np.eye(group) * 0.5 / np.sqrt(2)
+    members = np.concatenate(
+        [np.hstack([grid, np.tile(o, (len(grid), 1))]) for o in offsets], axis=0
+    )
+    parents = members[: len(grid)]  # member 0 of every family: no siblings
+    samples = parents + np.r_[0.3, 0.3, np.zeros(group)]
+    return parents, members, samples
+
+
+def test_identical_samples_are_copies_by_every_index():
+    d = np.random.default_rng(7).uniform(-1, 1, (40, 64))
+    s0 = nn_spacing(d)
+    assert copy_fraction(d, d, near_copy_threshold(d[:20] + 0.5, d)) == 1.0
+    assert fixed_nn_index(d, d, s0) == 0.0
+    assert sibling_robust_index(d, d, k=4) == 0.0
+    assert relative_nn_distance(d, d) == 0.0
+
+
+def test_siblings_move_the_naive_index_but_not_the_robust_or_fixed_ones():
+    # Families of `group` siblings at 0.5 halve the naive spacing (1 -> 0.5) exactly, so the
+    # naive index doubles; the k-th-neighbour spacing with k = group skips the siblings and is 1
+    # in both sets, and the fixed yardstick (the sibling-free set's spacing) cannot move.
+    for group in (2, 3, 4):
+        parents, members, samples = sibling_world(group)
+        assert nn_spacing(parents) == pytest.approx(1.0)
+        assert nn_spacing(members) == pytest.approx(0.5)
+        naive0, naive1 = (relative_nn_distance(samples, x) for x in (parents, members))
+        assert naive0 == pytest.approx(0.3 * np.sqrt(2))
+        assert naive1 == pytest.approx(2 * naive0)
+        robust0 = sibling_robust_index(samples, parents, k=group)
+        robust1 = sibling_robust_index(samples, members, k=group)
+        assert robust1 == pytest.approx(robust0 * nn_spacing(parents, group))
+        assert nn_spacing(members, group) == pytest.approx(1.0)
+        assert robust1 == pytest.approx(naive0)
+        s0 = nn_spacing(parents)
+        assert fixed_nn_index(samples, members, s0) == pytest.approx(naive0)
+
+
+def test_near_copy_threshold_is_the_heldout_quantile():
+    rng = np.random.default_rng(8)
+    real = rng.standard_normal((3, 50, 8))
+    held = rng.standard_normal((400, 8))
+    thr = near_copy_threshold(held, real, quantile=0.01)
+    pooled = np.mean([copy_fraction(held, r, thr) for r in real])
+    assert pooled <= 0.01 + 1e-12  # by construction, at most the quantile
+    assert near_copy_threshold(held, real, 0.5) > thr
+    with pytest.raises(ValueError, match="yardstick"):
+        fixed_nn_index(held, real[0], 0.0)
