@@ -145,22 +145,29 @@ def nr_penalty(
     eps: float = 1e-3,
     reduce: str = "mean",
     noise: str = "gauss",
+    encoded: Sequence[Any] | None = None,
 ):
     """Noise-regularization penalty ``sum_k zeta_k`` [paper's form; normalisation ours].
 
     ``zeta_k = |Corr(f_k(X_k), f_k(A_k)) - Corr(X_k, A_k)|`` with ``A_k`` white noise of the
     shape of ``X_k`` (fresh from ``generator`` at every call) and ``Corr`` the ``mean`` (default)
-    or ``sum`` of the canonical correlations. Gradients flow through ``f_k(A_k)``;
-    ``Corr(X_k, A_k)`` has no parameters.
+    or ``sum`` of the canonical correlations. Gradients flow through ``f_k(X_k)`` and
+    ``f_k(A_k)``; ``Corr(X_k, A_k)`` has no parameters. ``encoded`` may pass the outputs
+    ``f_k(X_k)`` already computed for the DCCA term, which saves one encoder pass per view
+    (the same value and gradient).
     """
     check_choice(reduce, REDUCES, "reduce")
     check_choice(noise, NOISES, "noise")
     if len(encoders) != len(views):
         raise ValueError("encoders and views must have the same length")
+    if encoded is None:
+        encoded = [None] * len(views)
+    elif len(encoded) != len(views):
+        raise ValueError("encoded must have one entry per view")
     total = 0.0
-    for f, x in zip(encoders, views, strict=True):
+    for f, x, fx in zip(encoders, views, encoded, strict=True):
         a = _noise_like(x, noise, generator)
-        rf = canonical_correlations(f(x), f(a), eps)
+        rf = canonical_correlations(f(x) if fx is None else fx, f(a), eps)
         rx = canonical_correlations(x, a, eps).detach()
         cf, cx = (rf.mean(), rx.mean()) if reduce == "mean" else (rf.sum(), rx.sum())
         total = total + (cf - cx).abs()
@@ -337,11 +344,14 @@ def train_dcca(
         for start in range(0, n_train - batch + 1, batch):  # drop the last partial batch
             idx = perm[start : start + batch]
             b1, b2 = x1[idx], x2[idx]
+            z = [encoders[0](b1), encoders[1](b2)]  # one pass per view serves both terms
             loss = 0.0
             if method != "nronly":
-                loss = dcca_loss(encoders[0](b1), encoders[1](b2), eps)
+                loss = dcca_loss(z[0], z[1], eps)
             if method != "dcca":
-                loss = loss + alpha * nr_penalty(encoders, [b1, b2], noise_gen, eps, reduce, noise)
+                loss = loss + alpha * nr_penalty(
+                    encoders, [b1, b2], noise_gen, eps, reduce, noise, encoded=z
+                )
             opt.zero_grad()
             loss.backward()
             opt.step()

@@ -97,6 +97,30 @@ def test_alpha_zero_equals_dcca(half):
             assert torch.equal(p, q)
 
 
+def test_a_longer_run_starts_with_the_shorter_run(half):
+    # the chapter reuses the first epochs of long runs as the sweep's runs: training is
+    # deterministic and evaluation draws no random numbers, so the prefix must be identical
+    short = cca.train_dcca(half, "nr", 100.0, epochs=2, batch=500)
+    long = cca.train_dcca(half, "nr", 100.0, epochs=4, batch=500)
+    pd.testing.assert_frame_equal(short, long[long["epoch"] <= 2].reset_index(drop=True))
+
+
+def test_penalty_with_precomputed_outputs_is_the_same(half):
+    # train_dcca passes the DCCA term's encoder outputs to nr_penalty (one pass fewer per view)
+    encs = cca.init_encoders([50, 50], 4, hidden=16, depth=1, seed=3)
+    xs = [torch.as_tensor(half[v][:200]) for v in ("x1", "x2")]
+    plain = cca.nr_penalty(encs, xs, torch.Generator().manual_seed(5))
+    reused = cca.nr_penalty(
+        encs,
+        xs,
+        torch.Generator().manual_seed(5),
+        encoded=[f(x) for f, x in zip(encs, xs, strict=True)],
+    )
+    assert torch.equal(plain, reused)
+    with pytest.raises(ValueError, match="encoded"):
+        cca.nr_penalty(encs, xs, torch.Generator().manual_seed(5), encoded=[xs[0]])
+
+
 def test_sum_equals_mean_times_k_in_nonsquare_regime(half):
     kw = dict(epochs=1, batch=1000, eval_epochs=[1], return_encoders=True)
     _, f_m = cca.train_dcca(half, "nr", 100.0, reduce="mean", **kw)
