@@ -21,7 +21,8 @@ def page(body: str, toc: str = "") -> str:
 
 
 CLEAN = page(
-    "<h1>Chapter 1</h1><p>By <a href='#ch1-ex-a'>Exercise 13</a>, over 2 replicates, see "
+    "<h1>Chapter 1</h1><h2>The consistency theorem</h2><p>Theorem 3 holds.</p>"
+    "<p>By <a href='#ch1-ex-a'>Exercise 13</a>, over 2 replicates, see "
     '<span class="math notranslate nohighlight">\\(\\hat\\sigma^2\\)</span> and Theorem 1 says '
     "the spectrum; 1 replicate; replicates: 1; t = 1 generations later.</p>"
     "<pre>mode = '$quick' # TODO the spec token(s)</pre><code>ch1-thm-a</code>"

@@ -37,7 +37,7 @@ REFERENCE_WORDS = (
     "Exercise|Theorem|Algorithm|Lemma|Proposition|Corollary|Definition|Assumption|Remark"
     "|Example|Solution|Proof|Figure|Table|Equation|Section|Chapter"
 )
-DOUBLED = re.compile(rf"\b({REFERENCE_WORDS})\s+\1\b", re.IGNORECASE)
+DOUBLED = re.compile(rf"\b({REFERENCE_WORDS})[^\S\n]+\1\b", re.IGNORECASE)
 # the book's labels are chN-kind-name (ch1-thm-consistency); a rendered page never shows one
 RAW_LABEL = re.compile(r"\bch\d+-[a-z0-9]+(?:[-_][a-z0-9]+)+\b")
 PROCESS_WORDS = re.compile(
@@ -65,12 +65,21 @@ def soup(html: str) -> BeautifulSoup:
     return BeautifulSoup(html, "html.parser")
 
 
+# elements that end a block of text: a word at the end of one (a heading) and the first word of
+# the next (a paragraph) are never read as one phrase
+BLOCKS = "p, h1, h2, h3, h4, h5, h6, li, dt, dd, td, th, caption, figcaption, div, section"
+
+
 def _text(node) -> str:
-    """The text of ``node`` with its invisible parts removed, whitespace collapsed."""
+    """The text of ``node`` with its invisible parts removed: whitespace collapsed within a block,
+    one line per block."""
     node = soup(str(node))
     for hidden in node.select(INVISIBLE):
         hidden.decompose()
-    return re.sub(r"\s+", " ", node.get_text(" ")).strip()
+    for block in node.select(BLOCKS):
+        block.append("\n")
+    text = re.sub(r"[^\S\n]+", " ", node.get_text(" "))
+    return re.sub(r"\s*\n\s*", "\n", text).strip()
 
 
 @lru_cache(maxsize=8)  # six guards read the same page
