@@ -82,8 +82,10 @@ class Visit:
                 r.abort()
 
         self.page.route("**/*", route)
-        self.page.goto(f"{site}/{path}", wait_until="load")
-        self.page.wait_for_load_state("networkidle")
+        # the chapter pages carry a dozen figures and MathJax: on a loaded 2-core machine their
+        # network falls idle well after 30 s (playwright's default), so the wait is longer
+        self.page.goto(f"{site}/{path}", wait_until="load", timeout=90_000)
+        self.page.wait_for_load_state("networkidle", timeout=90_000)
 
     def wait_for_math(self) -> None:
         self.page.wait_for_function(
