@@ -92,7 +92,7 @@ class Visit:
             "() => !document.querySelector('.math') || "
             "(window.MathJax && MathJax.startup && MathJax.startup.promise && "
             "document.querySelectorAll('mjx-container').length > 0)",
-            timeout=30_000,
+            timeout=90_000,  # chapter 1 typesets hundreds of equations
         )
         self.page.evaluate("() => window.MathJax ? MathJax.startup.promise : null")
 
