@@ -145,8 +145,23 @@ def test_every_glued_number_is_in_the_text_layer(file, ranges, texts):
     text = norm(text_of(texts, ranges[name]) + text_of(texts, ranges[f"Solutions: {name}"]))
     values = [s.get_text() for s in article(file).select("span.pasted-text")]
     assert len(values) >= 3, "a chapter with hardly any glued numbers"
-    missing = [v for v in values if norm(v) and norm(v) not in text]
+    missing = [v for v in values if norm(v) and not printed(norm(v), text)]
     assert not missing, f"glued values not in the PDF: {missing}"
+
+
+def printed(value: str, text: str) -> bool:
+    """``value`` is in ``text``, whole or (a glued sentence) cut once by a page break: the text
+    layer then puts the page's footer or a figure's text between its two halves. A word
+    hyphenated at a line break ("self-referenced") comes out of pdftotext without its hyphen."""
+    if value in text:
+        return True
+    if len(value) > 40:
+        value, text = value.replace("-", ""), text.replace("-", "")
+        if value in text:
+            return True
+    return len(value) > 40 and any(
+        value[:k] in text and value[k:] in text for k in range(10, len(value) - 9)
+    )
 
 
 @pytest.mark.parametrize("file", INCLUDED)
