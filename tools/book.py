@@ -302,10 +302,15 @@ def write_reproducibility(folder: Path, results: list[dict]) -> None:
         f"on {os.cpu_count()} CPU cores ({platform.machine()}).\n\n"
         f"{table(results)}\n\n### Environment\n\n{env}\n"
     )
+    fill_marker(page, MARKER, generated)
+
+
+def fill_marker(page: Path, marker: str, content: str) -> None:
+    """Replace ``marker`` in the staged ``page`` by what the build measured."""
     text = page.read_text()
-    if MARKER not in text:
-        raise SystemExit(f"{page} lost its {MARKER} marker")
-    page.write_text(text.replace(MARKER, generated))
+    if marker not in text:
+        raise SystemExit(f"{page} lost its {marker} marker")
+    page.write_text(text.replace(marker, content))
 
 
 def full_mode_results(results: list[dict]) -> tuple[list[dict], str] | None:
@@ -325,10 +330,6 @@ def full_mode_results(results: list[dict]) -> tuple[list[dict], str] | None:
 
 def write_troubleshooting(folder: Path, results: list[dict]) -> None:
     """Fill ``book/troubleshooting.md``'s full-mode line with each chapter's measured time."""
-    page = folder / "book" / "troubleshooting.md"
-    text = page.read_text()
-    if FULL_TIMES not in text:
-        raise SystemExit(f"{page} lost its {FULL_TIMES} marker")
     full = full_mode_results(results)
     if full is None:
         line = "no full-mode build has been timed yet on the machine that built these pages."
@@ -338,7 +339,7 @@ def write_troubleshooting(folder: Path, results: list[dict]) -> None:
         line = (
             f"measured in full mode by {when} on {os.cpu_count()} CPU cores, per chapter: {times}."
         )
-    page.write_text(text.replace(FULL_TIMES, line))
+    fill_marker(folder / "book" / "troubleshooting.md", FULL_TIMES, line)
 
 
 def stage(folder: Path) -> None:
