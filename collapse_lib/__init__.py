@@ -7,6 +7,7 @@ presets; and, per chapter, a learner with its closed-form theory.
 
 from collapse_lib.loop import Learner, PerSeed, compare, run
 from collapse_lib.regimes import regime
+from collapse_lib.results import Results
 from collapse_lib.runtime import Presets, resolve_device, set_threads
 
 __version__ = "0.2.0"
@@ -15,6 +16,7 @@ __all__ = [
     "Learner",
     "PerSeed",
     "Presets",
+    "Results",
     "__version__",
     "compare",
     "regime",

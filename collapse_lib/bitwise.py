@@ -511,13 +511,13 @@ class BitwiseAR(Learner):
 def digits_split(seed: int = 0, n_train: int = 1500) -> dict[str, np.ndarray]:
     """scikit-learn's digits (pixels in ``[0, 1]``) shuffled with ``rng(seed, 86)``: the first
     ``n_train`` train the tokenizer, the models and the feature network; the rest are held out."""
-    from collapse_lib.data import digits
+    from collapse_lib.data import digits, digits_order
 
     x, y = digits()
     n_train = check_positive_int(n_train, "n_train")
     if not 2 <= n_train <= len(x) - 2:
         raise ValueError(f"n_train must lie in [2, {len(x) - 2}], got {n_train}")
-    order = rng(seed, 86).permutation(len(x))
+    order = digits_order(seed, 86)
     tr, te = order[:n_train], order[n_train:]
     return {"train": x[tr], "train_labels": y[tr], "test": x[te], "test_labels": y[te]}
 

@@ -32,6 +32,7 @@ from collapse_lib.runtime import (
     check_choice,
     check_nonnegative,
     check_positive_int,
+    check_probabilities,
     uniforms,
 )
 
@@ -42,6 +43,21 @@ def zipf(categories: int, exponent: float = 1.0) -> np.ndarray:
     exponent = check_nonnegative(exponent, "exponent")
     w = np.arange(1, K + 1, dtype=float) ** (-exponent)
     return w / w.sum()
+
+
+def stationary_distribution(transitions: np.ndarray) -> np.ndarray:
+    """The stationary law ``pi = pi P`` of irreducible transition matrices ``(..., K, K)``.
+
+    The left eigenvector of eigenvalue 1 (``numpy.linalg.eig``, batched over leading axes),
+    normalised to sum to 1.
+    """
+    P = check_probabilities(transitions, "transitions", ndims=(2, 3))
+    if P.shape[-1] != P.shape[-2]:
+        raise ValueError(f"transitions must be square, (K, K) or (S, K, K), got shape {P.shape}")
+    vals, vecs = np.linalg.eig(np.swapaxes(P, -1, -2))
+    i = np.abs(vals - 1).argmin(axis=-1)
+    pi = np.abs(np.take_along_axis(vecs, i[..., None, None], axis=-1)[..., 0].real)
+    return pi / pi.sum(axis=-1, keepdims=True)
 
 
 @dataclass
@@ -65,13 +81,12 @@ class Categorical:
         return self.probs.shape[-1]
 
     def sample(self, n: int, rngs: Rngs) -> np.ndarray:
-        """``n`` tokens per seed by inverse-CDF sampling: shape ``(S, n)`` (``(n,)`` for one rng).
+        """``n`` tokens per seed by inverse-CDF sampling: shape ``(S, n)``.
 
         Replicate ``s`` draws ``n`` uniforms from ``rngs[s]`` only; a token of probability 0
         is never drawn (its CDF interval is empty).
         """
         n = check_positive_int(n, "n")
-        one = isinstance(rngs, np.random.Generator)
         u = uniforms(rngs, n)
         S, K = u.shape[0], self.categories
         p = np.broadcast_to(self.probs, (S, K)) if self.probs.ndim == 1 else self.probs
@@ -84,7 +99,7 @@ class Categorical:
         offset = 2.0 * np.arange(S)[:, None]
         idx = np.searchsorted((cdf + offset).ravel(), (u + offset).ravel(), side="right")
         tokens = (idx.reshape(S, n) - K * np.arange(S)[:, None]).astype(np.int64)
-        return tokens[0] if one else tokens
+        return tokens
 
 
 @dataclass

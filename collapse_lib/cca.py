@@ -20,6 +20,7 @@ import numpy as np
 import pandas as pd
 
 from collapse_lib.metrics import effective_rank, nesum, ridge_r2_cv, svc_f1_cv
+from collapse_lib.results import Results
 from collapse_lib.runtime import check_choice, check_nonnegative, check_positive_int, rng
 
 METHODS = ("dcca", "nr", "nronly")
@@ -361,8 +362,8 @@ def train_dcca(
     return (table, encoders) if return_encoders else table
 
 
-def tidy_epochs(tables: Sequence[pd.DataFrame], metrics: Sequence[str] = ("r2",)) -> pd.DataFrame:
-    """Stack per-epoch tables of :func:`train_dcca` into the loop's tidy format.
+def tidy_epochs(tables: Sequence[pd.DataFrame], metrics: Sequence[str] = ("r2",)) -> Results:
+    """Stack per-epoch tables of :func:`train_dcca` into the loop's :class:`Results`.
 
     Each table must carry ``label`` (the condition) and ``replicate`` (the seed axis)
     columns; epochs become the ``generation`` axis, so the book's standard figure
@@ -374,6 +375,51 @@ def tidy_epochs(tables: Sequence[pd.DataFrame], metrics: Sequence[str] = ("r2",)
     missing = sorted({"label", "replicate", "epoch", *metrics} - set(df.columns))
     if missing:
         raise ValueError(f"tables lack the columns {missing}")
-    return df.melt(
+    tidy = df.melt(
         id_vars=["epoch", "replicate", "label"], value_vars=list(metrics), var_name="metric"
     ).rename(columns={"epoch": "generation", "replicate": "seed", "label": "condition"})
+    return Results(tidy)
+
+
+def plot_diagnostics(
+    main: pd.DataFrame, spectra: dict[str, Any], colors: dict[str, Any], k: int
+) -> Any:
+    """Four collapse diagnostics of one training seed against the epoch (a 2 x 2 figure).
+
+    ``main`` stacks :func:`train_dcca` tables with a ``label`` column; ``spectra`` maps a name
+    (``"<label>, ..."`` or another) to a first-layer weight matrix whose normalised singular
+    spectrum is drawn; ``k`` is the latent size per view. Returns the axes.
+    """
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(2, 2, figsize=(10, 7))
+    for lab, tab in main.groupby("label"):
+        axes[0, 0].plot(tab["epoch"], tab["nesum"], "o-", ms=3, color=colors[lab], label=lab)
+        axes[1, 0].plot(tab["epoch"], tab["eff_rank"], "o-", ms=3, color=colors[lab], label=lab)
+        axes[1, 1].plot(
+            tab["epoch"],
+            tab["noise_corr_f"],
+            "o-",
+            ms=3,
+            color=colors[lab],
+            label=f"{lab}: Corr$(f_1(X_1), f_1(A))$",
+        )
+    axes[1, 1].axhline(
+        main["noise_corr_x"].iloc[0], color="k", ls="--", lw=1, label="input level Corr$(X_1, A)$"
+    )
+    for lab, w in spectra.items():
+        s2 = np.linalg.svd(w.detach().double().cpu().numpy(), compute_uv=False) ** 2
+        color = colors.get(lab.split(",")[0], "k")
+        axes[0, 1].loglog(np.arange(1, s2.size + 1), s2 / s2[0], "-", color=color, label=lab)
+    idx = np.arange(1, s2.size + 1)
+    axes[0, 1].loglog(idx, 1 / idx, "k--", lw=1, label="$1/i$ reference")
+    axes[0, 0].set(xlabel="training epoch", ylabel="NESum of encoder 1, layer 1")
+    axes[0, 1].set(xlabel="index $i$", ylabel="$\\sigma_i^2/\\sigma_1^2$, encoder 1, layer 1")
+    axes[1, 0].set(
+        xlabel="training epoch", ylabel=f"effective rank of the representation (of {2 * k})"
+    )
+    axes[1, 1].set(xlabel="training epoch", ylabel="mean canonical correlation with noise")
+    for axis in axes.flat:
+        axis.legend(fontsize=8)
+    fig.tight_layout()
+    return axes

@@ -43,10 +43,9 @@ from typing import Any
 import numpy as np
 from scipy.special import softmax
 
-from collapse_lib.loop import Learner
-from collapse_lib.markov import stationary_distribution
+from collapse_lib.categorical import stationary_distribution
+from collapse_lib.loop import Learner, pack, unpack
 from collapse_lib.metrics import empirical_distribution
-from collapse_lib.regression import pack, split
 from collapse_lib.runtime import (
     check_nonnegative,
     check_positive_int,
@@ -335,7 +334,7 @@ MIN_VARIANCE = 1e-300
 class LinearGaussian:
     """``G(y | x) = N(w^T x, var)`` with covariates from ``design``; ``w (S, d)``, ``var (S,)``.
 
-    A batch is the packed ``(S, n, d + 1)`` array of :func:`collapse_lib.regression.pack`. With
+    A batch is the packed ``(S, n, d + 1)`` array of :func:`collapse_lib.loop.pack`. With
     ``var = noise^2`` and the true ``w`` it is the truth of the regression chapter.
     """
 
@@ -392,7 +391,7 @@ class LinearGaussian:
         return self.join(X, self.propose(X, 1, rngs)[..., 0])
 
     def split(self, batch: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        X, Y = split(batch, self.design.dim)
+        X, Y = unpack(batch, self.design.dim)
         return X, Y[..., 0]
 
     def join(self, inputs: np.ndarray, outputs: np.ndarray) -> np.ndarray:
@@ -411,7 +410,7 @@ class LinearGaussianMLE(Learner):
 
     def fit(self, data: np.ndarray) -> LinearGaussian:
         d = self.design.dim
-        X, Y = split(data, d)
+        X, Y = unpack(data, d)
         y = Y[..., 0]
         if X.ndim != 3 or X.shape[1] < d:
             raise ValueError(f"data must have shape (S, n >= d={d}, d + 1), got {data.shape}")

@@ -54,11 +54,12 @@ from dataclasses import dataclass, field, replace
 from typing import Any, ClassVar
 
 import numpy as np
-import pandas as pd
 from scipy.special import expit, logit
 
 from collapse_lib.loop import FilterContext, Learner, Step, run
+from collapse_lib.modular import PromptModel, answer_probs, sum_answers
 from collapse_lib.regimes import regime
+from collapse_lib.results import Results
 from collapse_lib.runtime import (
     check_choice,
     check_fraction,
@@ -90,33 +91,6 @@ def _answer_key(correct: Any) -> np.ndarray:
     return key
 
 
-def sum_answers(x: np.ndarray, weights: np.ndarray | None = None) -> np.ndarray:
-    """``sum_a x[..., a] (* weights[:, a])`` over the last (answer) axis.
-
-    A Python loop over the few answers: numpy's reductions over a short trailing axis are
-    several times slower than adding its slices.
-    """
-    A = x.shape[-1]
-    if weights is None:
-        return sum(x[..., a] for a in range(A))
-    out = np.zeros(x.shape[:-1], dtype=np.result_type(x, weights))
-    for a in range(A):
-        if weights[:, a].any():
-            out += x[..., a] * weights[:, a]
-    return out
-
-
-def _probs(probs: Any, name: str = "probs") -> np.ndarray:
-    p = np.asarray(probs, dtype=float)
-    if p.ndim != 3:
-        raise ValueError(f"{name} must have shape (S, P, A), got {p.shape}")
-    if not np.all(np.isfinite(p)) or np.any(p < 0):
-        raise ValueError(f"{name} must be finite and non-negative")
-    if not np.allclose(sum_answers(p), 1.0, atol=1e-6):
-        raise ValueError(f"{name} must sum to 1 over the answers (last axis)")
-    return p
-
-
 def _responses(data: Any, name: str = "data") -> np.ndarray:
     x = np.asarray(data)
     if x.ndim != 4:
@@ -139,35 +113,6 @@ def one_hot(idx: np.ndarray, answers: int) -> np.ndarray:
 
 
 @dataclass
-class PromptModel:
-    """A model that answers ``P`` prompts: ``probs`` of shape ``(S, P, A)``, one row per seed."""
-
-    probs: np.ndarray
-
-    def __post_init__(self) -> None:
-        self.probs = _probs(self.probs)
-
-    def sample(self, n: int, rngs: Rngs) -> np.ndarray:
-        """``n`` responses to every prompt: one-hot slots of shape ``(S, n, P, A)``.
-
-        Inverse-CDF sampling; replicate ``s`` draws ``n * P`` uniforms from ``rngs[s]`` only,
-        and an answer of probability 0 is never drawn.
-        """
-        n = check_positive_int(n, "n")
-        S, P, A = self.probs.shape
-        if len(rngs) != S:
-            raise ValueError(f"the model has {S} seeds but {len(rngs)} generators were given")
-        cdf = np.cumsum(self.probs, axis=-1)[:, :, :-1]  # (S, P, A - 1)
-        out = np.empty((S, n, P, A), dtype=np.float32)
-        answers = np.arange(A)
-        for s, g in enumerate(rngs):
-            u = g.random((n, P))
-            idx = sum_answers((u[..., None] >= cdf[s]).astype(np.int64))
-            np.equal(idx[..., None], answers, out=out[s], casting="unsafe")
-        return out
-
-
-@dataclass
 class Pretraining:
     """The truth of a curation experiment: the base model's data and the answer key.
 
@@ -180,7 +125,7 @@ class Pretraining:
     correct: np.ndarray
 
     def __post_init__(self) -> None:
-        self.probs = _probs(self.probs)
+        self.probs = answer_probs(self.probs)
         self.correct = _answer_key(self.correct)
         if self.probs.shape[1:] != self.correct.shape:
             raise ValueError(
@@ -570,7 +515,7 @@ def simulate(
     metrics: Mapping[str, Callable[[Step], Any]] | None = None,
     pooled: bool = False,
     n0: int | None = None,
-) -> pd.DataFrame:
+) -> Results:
     """Run the loop once per condition (``{label: curation filter or None}``) on the same seeds.
 
     Generation ``t = 0`` is the base model (``task``'s data), ``t = 1..rounds`` the rounds of
@@ -581,7 +526,7 @@ def simulate(
     at generation 0 (default ``k``; it matters only for a task that samples them, such as
     :class:`collapse_lib.modular.ModularTask`). ``learner`` defaults to
     :class:`SmoothedLearner` ``(lam)``. A :class:`WeakLabeler` in a condition also records
-    ``labels`` (queries per round). Returns the loop's tidy table.
+    ``labels`` (queries per round). Returns the runs' :class:`~collapse_lib.results.Results`.
     """
     if not conditions:
         raise ValueError("conditions must name at least one condition")
@@ -589,7 +534,7 @@ def simulate(
     rounds = check_positive_int(rounds, "rounds")
     learner = SmoothedLearner(lam) if learner is None else learner
     n0 = k if n0 is None else check_positive_int(n0, "n0")
-    frames = []
+    parts = []
     for label, curation in conditions.items():
         if curation is not None and not callable(curation):
             raise ValueError(f"condition {label!r} must be a loop filter or None")
@@ -599,7 +544,7 @@ def simulate(
             labeler = curation.labeler
         if labeler is not None:
             m["labels"] = label_queries(labeler)
-        frames.append(
+        parts.append(
             run(
                 learner,
                 task,
@@ -613,15 +558,7 @@ def simulate(
                 condition=label,
             )
         )
-    return pd.concat(frames, ignore_index=True)
-
-
-def curve(df: pd.DataFrame, metric: str, condition: str) -> np.ndarray:
-    """One metric of one condition as an array ``(generations, seeds)``."""
-    sub = df[(df["metric"] == metric) & (df["condition"] == condition)]
-    if sub.empty:
-        raise ValueError(f"no rows for metric {metric!r} and condition {condition!r}")
-    return sub.pivot(index="generation", columns="seed", values="value").to_numpy()
+    return Results.concat(parts)
 
 
 # ---- closed forms [derived] ---------------------------------------------------------------------
@@ -739,3 +676,194 @@ def labels_to_clear(rho: float, eps: float, beta: float, prompts: int, policy: s
     if policy == "uniform":
         return float(N * np.log(rho / eps) / beta)
     return float(rho * N * (1.0 - eps / rho) / beta) if T > 0 else 0.0
+
+
+# ---- the chapter's figures ----------------------------------------------------------------------
+
+
+def plot_regimes(
+    book: Results,
+    q0: np.ndarray,
+    weak_th: np.ndarray,
+    colors: Mapping[str, Any],
+    title: str,
+) -> Any:
+    """The three regimes: the filtered runs left, the two unfiltered runs zoomed on the right.
+
+    ``book`` holds the conditions ``"filter only"``, ``"filter + uniform labels"``, ``"filter +
+    hard labels"``, ``"no curation"`` and ``"weak labels only"``; ``weak_th`` is the theory of
+    the last (:func:`weak_only_mean`), the base model's mean ``q0`` that of no curation.
+    Returns the figure.
+    """
+    import matplotlib.pyplot as plt
+
+    from collapse_lib.plotting import plot_metric_vs_generation
+
+    rounds = len(weak_th) - 1
+    fig = plt.figure(figsize=(13, 5), layout="constrained")
+    grid = fig.add_gridspec(2, 2, width_ratios=[2, 1])
+    ax = fig.add_subplot(grid[:, 0])
+    curated = ["filter only", "filter + uniform labels", "filter + hard labels"]
+    plot_metric_vs_generation(
+        Results.concat(book.where(condition=c) for c in curated),
+        "pass@1",
+        ax=ax,
+        colors=colors,
+        ylabel="pass@1 (mean success probability)",
+        title=title,
+    )
+    ax.axhline(q0.mean(), color="grey", ls=":", lw=1, label="base model (uncurated runs: right)")
+    ax.axhline(
+        coverage(q0).mean(),
+        color="black",
+        ls="--",
+        lw=1.6,
+        label="coverage P(q0 > 0) (theory: the ceiling)",
+    )
+    ax.set_xlabel("round $t$")
+    ax.legend(loc="lower right", bbox_to_anchor=(1.0, 0.07), fontsize=8)  # below the curves
+    zoom, zooms = None, []
+    for row, (c, th) in enumerate(
+        (("no curation", np.full(rounds + 1, q0.mean())), ("weak labels only", weak_th))
+    ):
+        zoom = fig.add_subplot(grid[row, 1], sharex=ax, sharey=zoom)
+        plot_metric_vs_generation(
+            book.where(condition=c),
+            "pass@1",
+            theory={c: th},
+            ax=zoom,
+            colors=colors,
+            ylabel="pass@1 (zoom)",
+            title=f"{c}: near the base model",
+        )
+        zoom.set_xlabel("round $t$")
+        zooms.append(zoom)
+    lo, hi = zoom.get_ylim()  # shared by both zooms: room below the data for a one-row legend
+    zoom.set_ylim(lo - 0.7 * (hi - lo), hi)
+    for z in zooms:
+        z.legend(fontsize=7, loc="lower center", ncol=3)
+    return fig
+
+
+def plot_collapse(
+    book: Results,
+    q0: np.ndarray,
+    q_by_round: Mapping[int, np.ndarray],
+    het_th: np.ndarray,
+    k: int,
+) -> Any:
+    """Uncurated self-training in three panels: pass@1 and pass@k, ``q (1 - q)``, histograms.
+
+    ``book`` holds the condition ``"no curation"`` with the metrics ``pass@1``, ``pass@k`` and
+    ``heterozygosity``; ``q_by_round`` is that run's ``{round: q (S, N)}``
+    (:class:`QRecorder`), ``het_th`` the closed form of the heterozygosity. Returns the axes.
+    """
+    import matplotlib.pyplot as plt
+
+    from collapse_lib.plotting import plot_metric_vs_generation
+
+    t_all = np.arange(len(het_th))
+    fig, axes = plt.subplots(1, 3, figsize=(15, 4.2))
+    for m, color in (("pass@1", "C0"), (f"pass@{k}", "C1")):
+        v = book.per_seed(m, "no curation").to_numpy()
+        mean, se = v.mean(1), v.std(1, ddof=1) / np.sqrt(v.shape[1])
+        axes[0].plot(t_all, mean, color=color, label=f"{m}, simulation mean ± 2 SE")
+        axes[0].fill_between(t_all, mean - 2 * se, mean + 2 * se, color=color, alpha=0.25, lw=0)
+    axes[0].plot(t_all, np.full(t_all.size, q0.mean()), "--", color="C0", label="pass@1, theory")
+    axes[0].set(xlabel="round $t$", ylabel="accuracy", title="No curation: pass@1 and pass@k")
+    axes[0].legend(fontsize=8)
+    plot_metric_vs_generation(
+        book.where(condition="no curation"),
+        "heterozygosity",
+        theory={"no curation": het_th},
+        ax=axes[1],
+        ylabel=r"mean $q_t(1-q_t)$ over prompts",
+        title=r"Diversity decays like $(1 - k/(k+\lambda)^2)^t$",
+    )
+    axes[1].set_xlabel("round $t$")
+    bins = np.linspace(0, 1, 21)
+    for t, color in zip(sorted(q_by_round), ("C0", "C1", "C2", "C3"), strict=False):
+        axes[2].hist(
+            q_by_round[t].ravel(),
+            bins=bins,
+            density=True,
+            histtype="step",
+            lw=2,
+            color=color,
+            label=f"round {t}",
+        )
+    axes[2].set(
+        yscale="log",
+        xlabel="$q_t(x)$",
+        ylabel="density over prompts",
+        title="Prompts drift to always-wrong or always-right",
+    )
+    axes[2].legend(fontsize=8)
+    return axes
+
+
+def plot_label_costs(
+    book: Results,
+    labels: Mapping[str, np.ndarray],
+    passage: Mapping[float, tuple[np.ndarray, float, bool]],
+    rho: float,
+    eps: float,
+    colors: Mapping[str, Any],
+    color: Any,
+) -> Any:
+    """What the labels cost: pass@1 per label spent (left), rounds to clear against ``beta``.
+
+    ``labels`` maps a condition of ``book`` to its cumulative labels per prompt;
+    ``passage[beta] = (rounds to clear per seed, predicted rounds, every seed cleared)``
+    (the sweep of the hard policy, drawn in ``color``). Returns the axes.
+    """
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, 2, figsize=(13, 4.4), layout="constrained")
+    for c, x in labels.items():
+        v = book.per_seed("pass@1", c).to_numpy()
+        mean, se = v.mean(1), v.std(1, ddof=1) / np.sqrt(v.shape[1])
+        axes[0].plot(x, mean, color=colors[c], label=c)
+        axes[0].fill_between(x, mean - 2 * se, mean + 2 * se, color=colors[c], alpha=0.25, lw=0)
+    axes[0].set(
+        xlabel="labels spent per prompt (cumulative)",
+        ylabel="pass@1",
+        title="Noisy filter: accuracy per label spent (mean ± 2 SE)",
+    )
+    axes[0].legend(fontsize=8)
+    betas = np.array(list(passage))
+    med = np.array([np.median(passage[b][0]) for b in betas])
+    lo = med - np.array([passage[b][0].min() for b in betas])
+    hi = np.array([passage[b][0].max() for b in betas]) - med
+    grid = np.linspace(betas.min() * 0.9, betas.max() * 1.1, 100)
+    axes[1].errorbar(
+        betas,
+        med,
+        yerr=[lo, hi],
+        fmt="o",
+        color=color,
+        capsize=3,
+        label="simulation: median, min-max over seeds",
+    )
+    axes[1].plot(
+        grid,
+        [rounds_to_clear(rho, eps, b) for b in grid],
+        "--",
+        color=color,
+        label=r"theory $\ln(\rho/\varepsilon)/(-\ln(1-\beta))$",
+    )
+    axes[1].plot(
+        grid, np.log(rho / eps) / grid, ":", color="grey", label=r"$\ln(\rho/\varepsilon)/\beta$"
+    )
+    axes[1].set(
+        xscale="log",
+        yscale="log",
+        xlabel=r"labeler accuracy $\beta$",
+        ylabel=r"rounds until $|H_t|/N \leq 0.01$",
+        title="Perfect verifier, B = N/2: rounds to clear",
+    )
+    axes[1].set_xticks(betas, [f"{b:g}" for b in betas])
+    axes[1].set_yticks([5, 10, 20, 50, 100], ["5", "10", "20", "50", "100"])
+    axes[1].minorticks_off()
+    axes[1].legend(fontsize=8)
+    return axes

@@ -7,6 +7,7 @@ is generated from the seed.
 
 from __future__ import annotations
 
+import string
 from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import lru_cache
@@ -14,7 +15,7 @@ from typing import Any
 
 import numpy as np
 
-from collapse_lib.runtime import check_nonnegative, check_positive_int, rng
+from collapse_lib.runtime import check_choice, check_nonnegative, check_positive_int, rng
 
 
 @lru_cache(maxsize=1)
@@ -39,6 +40,15 @@ def digits() -> tuple[np.ndarray, np.ndarray]:
     return x, y
 
 
+def digits_order(seed: int, *key: int) -> np.ndarray:
+    """A random order of the 1797 digits from ``rng(seed, *key)``: every chapter's split.
+
+    A chapter splits the digits by taking the first rows of this order for one part and the
+    rest for the other; its stream ``key`` keeps its split independent of its other draws.
+    """
+    return rng(seed, *key).permutation(len(_load_digits()[1]))
+
+
 @dataclass
 class ImagePool:
     """The loop's truth for the chapters on real images: a fixed set of images to draw from.
@@ -55,12 +65,22 @@ class ImagePool:
         if self.images.ndim != 2 or len(self.images) < 1:
             raise ValueError(f"images must have shape (N, D) with N >= 1, got {self.images.shape}")
 
-    def sample(self, n: int, rngs: Sequence[np.random.Generator]) -> np.ndarray:
+    @property
+    def dim(self) -> int:
+        """The number of features (pixels) of an image."""
+        return self.images.shape[1]
+
+    def indices(self, n: int, rngs: Sequence[np.random.Generator]) -> np.ndarray:
+        """Replicate ``s``'s ``n`` distinct row indices, ``rngs[s].choice(N, n, replace=False)``."""
         n = check_positive_int(n, "n")
         if n > len(self.images):
             raise ValueError(f"n must be <= the {len(self.images)} images of the pool, got {n}")
         size = len(self.images)
-        return np.stack([self.images[g.choice(size, n, replace=False)] for g in rngs])
+        return np.stack([g.choice(size, n, replace=False) for g in rngs])
+
+    def sample(self, n: int, rngs: Sequence[np.random.Generator]) -> np.ndarray:
+        """``(S, n, D)``: the images at :meth:`indices`."""
+        return self.images[self.indices(n, rngs)]
 
 
 def digits_halves(seed: int = 0, n_train: int = 900, min_sd: float = 0.1) -> dict[str, Any]:
@@ -164,3 +184,27 @@ def multiview_synthetic(
         "train": slice(0, half),
         "eval": slice(half, n),
     }
+
+
+def text_corpus(source: str = "pydoc") -> str:
+    """English text from the Python standard library, lower-cased, letters and single spaces only.
+
+    ``"pydoc"``: the documentation topics of ``pydoc_data.topics`` (about 465,000 characters, the
+    Python Software Foundation License); ``"zen"``: the Zen of Python (``this``, 800 characters).
+    """
+    check_choice(source, ("pydoc", "zen"), "source")
+    if source == "pydoc":
+        from pydoc_data.topics import topics
+
+        raw = " ".join(topics[k] for k in sorted(topics))
+    else:
+        import codecs
+        import contextlib
+        import io
+
+        with contextlib.redirect_stdout(io.StringIO()):  # `import this` prints the poem
+            import this
+        raw = codecs.decode(this.s, "rot13")
+    table = {ord(ch): ch for ch in string.ascii_lowercase}
+    cleaned = "".join(table.get(ord(ch), " ") for ch in raw.lower())
+    return " ".join(cleaned.split())

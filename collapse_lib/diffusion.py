@@ -43,7 +43,7 @@ from typing import Any
 
 import numpy as np
 
-from collapse_lib.data import ImagePool, digits
+from collapse_lib.data import ImagePool, digits, digits_order
 from collapse_lib.loop import Learner, Step
 from collapse_lib.runtime import check_positive_int, linear_init, rng, seed_list, torch_generator
 
@@ -348,7 +348,7 @@ class DigitsTruth:
         self.held_out = check_positive_int(self.held_out, "held_out")
         if self.held_out > len(x) - 2:
             raise ValueError(f"held_out must be <= {len(x) - 2}, got {self.held_out}")
-        order = rng(self.seed, SPLIT_KEY).permutation(len(x))
+        order = digits_order(self.seed, SPLIT_KEY)
         self.all = 2.0 * x - 1.0
         self.heldout = self.all[order[: self.held_out]]
         self.pool = self.all[order[self.held_out :]]
@@ -616,6 +616,34 @@ def calibration(
     return {k: np.asarray(v) for k, v in out.items()}
 
 
+def nn_grid(ax: Any, ev: MemorizationMetrics, t: int, tau: float, k: int = 6) -> None:
+    """Draw ``k`` samples of generation ``t`` (top) above their nearest digit of ``D_t``.
+
+    ``ev`` must have kept its samples (``keep_samples``); the pixel distance of each pair is
+    printed underneath, in red when it lies below the near-copy threshold ``tau``. Uses the
+    first replicate.
+    """
+    from collapse_lib import metrics as mt
+
+    rec = ev.samples[t]
+    x, d = rec["samples"][0, :k], rec["data"][0]
+    nn = mt.nn_distances(x, d, k=1)[:, 0]
+    nearest = np.array([d[np.argmin(((d - xi) ** 2).sum(1))] for xi in x])
+    pad = ((0, 0), (1, 1), (1, 1))
+    rows = [
+        np.hstack(list(np.pad(z.reshape(-1, 8, 8), pad, constant_values=-1))) for z in (x, nearest)
+    ]
+    ax.imshow(np.vstack(rows), cmap="gray_r", vmin=-1, vmax=1)
+    for j, dj in enumerate(nn):
+        color = "red" if dj < tau else "black"
+        ax.text(j * 10 + 5, 21.5, f"{dj:.2f}", ha="center", va="center", fontsize=8, color=color)
+    ax.set_xticks([])
+    ax.set_yticks([])
+    ax.set_title(
+        f"generation {t}: sample (top) / nearest digit of $D_{{{t}}}$ (bottom)", fontsize=9
+    )
+
+
 __all__ = [
     "DDPM",
     "DiffusionModel",
@@ -624,5 +652,6 @@ __all__ = [
     "PCAFeatures",
     "calibration",
     "linear_schedule",
+    "nn_grid",
     "time_embedding",
 ]

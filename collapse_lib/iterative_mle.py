@@ -29,9 +29,11 @@ about them are properties of *this* construction, not of the paper's constants.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
+from typing import Any
 
+import matplotlib.pyplot as plt
 import numpy as np
 from scipy import integrate
 
@@ -39,11 +41,14 @@ from collapse_lib.gaussian import (
     Gaussian,
     GaussianMLE,
     GaussianStats,
+    accumulate_variance_limit,
     accumulate_variance_mean,
     generation_axis,
+    replace_log_variance,
     replace_variance_mean,
 )
 from collapse_lib.loop import Learner
+from collapse_lib.results import Results
 from collapse_lib.runtime import Rngs, check_choice, check_nonnegative, check_positive_int
 
 SCHEMES: tuple[str, ...] = ("accumulate", "replace")
@@ -714,3 +719,257 @@ def spike_pool_limit(J: int, log_inv_width: Callable = tower_log_inv_width) -> f
     """
     J = check_positive_int(J, "J")
     return float(np.logaddexp(0.0, np.log(J) + log_inv_width(J)) / np.log(2.0 * J))
+
+
+# ------------------------------------------------------------------------------ figures
+# The chapter's larger panels, drawn with exactly the calls the chapter used inline.
+
+
+def plot_variance_closed_forms(
+    ax: plt.Axes, generations: int, ns: Sequence[int], colors: Mapping[str, Any]
+) -> None:
+    """Gaussian ``(mu, sigma)``: expected fitted variance against the paper's round ``T``.
+
+    Accumulate (dashed, with its ``T -> infinity`` limit dotted) and replace (dash-dotted)
+    for every ``n`` in ``ns``; ``colors`` maps ``"accumulate, n=..."`` / ``"replace, n=..."``.
+    """
+    T_axis = np.arange(1, generations + 1)
+    for n in ns:
+        c_acc, c_rep = colors[f"accumulate, n={n}"], colors[f"replace, n={n}"]
+        ax.plot(
+            T_axis,
+            accumulate_variance_mean(generations, n),
+            "--",
+            color=c_acc,
+            label=f"accumulate, n={n}",
+        )
+        ax.axhline(accumulate_variance_limit(n), color=c_acc, ls=":", lw=1)
+        ax.plot(
+            T_axis,
+            replace_variance_mean(generations, n),
+            "-.",
+            color=c_rep,
+            label=f"replace, n={n}",
+        )
+    ax.set(
+        xscale="log",
+        xlabel="paper round $T = t + 1$",
+        ylabel=r"$\mathbb{E}\hat\sigma_T^2/\sigma^2$",
+        title=r"Gaussian $(\mu, \sigma)$: fitted variance (dotted: $T \to \infty$)",
+    )
+    ax.legend()
+
+
+def plot_replace_mean_median(
+    ax: plt.Axes,
+    results: Results,
+    generations: int,
+    ns: Sequence[int],
+    colors: Mapping[str, Any],
+) -> None:
+    """Replace loop: mean (±2 SE) and median (IQR) of the fitted variance, with both theories.
+
+    ``results`` holds the conditions ``"replace, n=..."`` with the metric ``"variance"``;
+    the dashed line is ``E sigma_t^2``, the dotted one ``exp E log sigma_t^2``.
+    """
+    T = generations
+    mean_s, med_s = results.band("variance", "se"), results.band("variance", "iqr")
+    for n in ns:
+        c, key = colors[f"replace, n={n}"], f"replace, n={n}"
+        m, q = mean_s[mean_s["condition"] == key], med_s[med_s["condition"] == key]
+        ax.plot(m["generation"], m["center"], color=c, label=f"n={n}: mean (±2 SE)")
+        ax.fill_between(
+            m["generation"], m["low"], m["high"], where=m["low"] > 0, color=c, alpha=0.25, lw=0
+        )  # on a log axis, draw the band only where mean - 2 SE is positive
+        ax.plot(q["generation"], q["center"], color=c, ls="-.", label=f"n={n}: median (IQR)")
+        ax.fill_between(q["generation"], q["low"], q["high"], color=c, alpha=0.12, lw=0)
+        ax.plot(replace_variance_mean(T, n), color=c, ls="--", lw=1.4, label=f"n={n}: theory mean")
+        ax.plot(
+            np.exp(replace_log_variance(T, n)[0]),
+            color=c,
+            ls=":",
+            lw=1.4,
+            label=rf"n={n}: theory $\exp\,\mathbb{{E}}\log\hat\sigma^2$",
+        )
+    ax.set(
+        yscale="log",
+        xlabel="generation $t$",
+        ylabel=r"$\hat\sigma_t^2/\sigma^2$",
+        title="replace: the mean hides the typical run",
+    )
+    ax.legend(fontsize=8, ncol=2, loc="upper center", bbox_to_anchor=(0.5, -0.2))  # below the data
+
+
+def plot_conservation(ax: plt.Axes, results: Results, total: np.ndarray, title: str) -> None:
+    """One regime: the mean (±2 SE) of ``total`` (generation x seed) and of its two parts.
+
+    ``results`` holds one condition with the metrics ``"variance"`` and ``"location"``;
+    ``total`` is their sum per seed, whose expectation is conserved at 1.
+    """
+    parts = {
+        "variance": r"width $\hat\sigma_t^2$",
+        "location": r"location $(\hat\mu_t-\mu^\star)^2$",
+    }
+    center = total.mean(axis=1)
+    band = 2 * total.std(axis=1, ddof=1) / np.sqrt(total.shape[1])
+    ax.plot(center, color="black", label="sum (mean, ±2 SE)")
+    ax.fill_between(
+        np.arange(len(center)), center - band, center + band, color="black", alpha=0.2, lw=0
+    )
+    for (metric, label), c in zip(parts.items(), ("C2", "C4"), strict=True):
+        s = results.band(metric, "se")
+        ax.plot(s["generation"], s["center"], color=c, label=label)
+    ax.axhline(1.0, color="black", ls="--", lw=1.2, label=r"theory: $\sigma^2 = 1$")
+    ax.set(xlabel="generation $t$", ylabel="expected value (over seeds)", title=title)
+    ax.legend(fontsize=8)
+
+
+def plot_spike_log_density(ax: plt.Axes, family: SpikeFamily, x: np.ndarray, n: int) -> float:
+    """Construction 1 at ``alpha = 1/8`` on a log scale, the spike drawn as a vertical line.
+
+    Returns the spike's ``log10`` density (far off the axis).
+    """
+    a = 0.125
+    model = SpikeMixture(a, 2.4, family)
+    log10p = model.logpdf(x) / np.log(10)
+    ax.plot(x, np.where(np.isfinite(log10p), log10p, np.nan), label=rf"$\alpha={a}$ off the spike")
+    spike_log10 = float(model.logpdf(np.array([2.4]))[0] / np.log(10))
+    ax.vlines(
+        2.4,
+        log10p[np.isfinite(log10p)].min(),
+        3,
+        color="C3",
+        lw=2,
+        label=f"spike: width $e^{{-5n}}/39$, log10 density {spike_log10:.0f} (off scale)",
+    )
+    ax.set(
+        xlabel="$x$",
+        ylabel="$\\log_{10} p(x)$",
+        ylim=(-2.5, 3),
+        title=f"$\\alpha = 1/8$, $n = N = {n}$: a near-delta spike",
+    )
+    ax.legend(fontsize=8, loc="lower left")
+    return spike_log10
+
+
+def plot_spike_round1(
+    ax: plt.Axes, ns: np.ndarray, tv1: Sequence[np.ndarray], limit_draws: np.ndarray
+) -> None:
+    """Construction 1, round 1: median (IQR) of ``TV_1`` over seeds against ``n``.
+
+    ``tv1[i]`` holds the seeds' ``TV_1`` at ``n = ns[i]``; ``limit_draws`` are draws of
+    ``Gamma_K / 2`` (:func:`spike_round1_limit`), whose median over ``n`` is the dashed line.
+    """
+    med = np.array([np.median(v) for v in tv1])
+    lo, hi = (
+        np.array([np.quantile(v, 0.25) for v in tv1]),
+        np.array([np.quantile(v, 0.75) for v in tv1]),
+    )
+    ax.errorbar(
+        ns, med, yerr=[med - lo, hi - med], marker="o", capsize=3, label="median (IQR) over seeds"
+    )
+    ax.plot(
+        ns,
+        np.median(limit_draws) / ns,
+        "--",
+        color="black",
+        lw=1.2,
+        label=r"large-$n$ limit: median$(\Gamma_K/2)/n$",
+    )
+    ax.set(
+        xscale="log",
+        yscale="log",
+        xlabel="$n$",
+        ylabel=r"$\mathrm{TV}_1 = \alpha^{(1)}$",
+        title="round 1 (real data only): consistent",
+    )
+    ax.set_xticks(ns, [f"{n:.0f}" for n in ns])
+    ax.minorticks_off()
+    ax.legend(fontsize=8)
+
+
+def plot_spike_round2(
+    ax: plt.Axes, ns: np.ndarray, tv2: Sequence[np.ndarray], seeds: int, p_limit: float
+) -> None:
+    """Construction 1, round 2: the fraction of ``seeds`` seeds with ``TV_2 > 1/10`` (±2 SE).
+
+    Drawn against ``n`` with the bound :func:`spike_round2_bound` and the large-``n`` limit.
+    """
+    S = seeds
+    frac = np.array([np.mean(v > 0.1) for v in tv2])
+    band = 2 * np.sqrt(frac * (1 - frac) / S)
+    ax.errorbar(ns, frac, yerr=band, marker="o", capsize=3, label="simulation (±2 SE)")
+    ax.plot(
+        ns,
+        [spike_round2_bound(int(n)) for n in ns],
+        "--",
+        color="black",
+        lw=1.2,
+        label=r"bound $1-\mathbb{E}(1-V/4)^n$ (tends to 1/5)",
+    )
+    ax.axhline(p_limit, color="grey", ls=":", label=rf"large-$n$ limit $\approx {p_limit:.3f}$")
+    ax.set(
+        xscale="log",
+        ylim=(0, 0.5),
+        xlabel="$n$",
+        ylabel=r"$P(\mathrm{TV}_2 > 1/10)$",
+        title="round 2 (real + one synthetic round): collapsed",
+    )
+    ax.set_xticks(ns, [f"{n:.0f}" for n in ns])
+    ax.minorticks_off()
+    ax.legend(fontsize=8)
+
+
+def plot_final_n_alpha(
+    ax: plt.Axes,
+    final_alpha: Mapping[str, np.ndarray],
+    ns: Sequence[int],
+    colors: Mapping[str, Any],
+) -> None:
+    """Empirical distribution over seeds of ``n alpha_T`` per condition (``"n=50..."``).
+
+    Bounded-spike conditions are dashed; the dotted lines mark ``alpha = 1/10`` for each ``n``.
+    """
+    for c, a_T in final_alpha.items():
+        n_c = int(c.split(",")[0][2:])
+        x_c = np.sort(n_c * a_T)
+        ls = "--" if "bounded" in c else "-"
+        ax.step(
+            x_c,
+            np.arange(1, x_c.size + 1) / x_c.size,
+            where="post",
+            color=colors[c],
+            ls=ls,
+            label=c,
+        )
+    for n_c in ns:
+        ax.axvline(n_c / 10, color=colors[f"n={n_c}"], ls=":", lw=1.2)
+    ax.set(
+        xscale="log",
+        xlabel=r"$n\,\alpha_T$ at the last generation (dotted: $\alpha = 1/10$, i.e. $n/10$)",
+        ylabel="fraction of seeds at or below",
+        title=r"bounded spike: $n\,\alpha_T$ is spread alike for both $n$",
+    )
+    ax.legend(fontsize=8, loc="upper left")
+
+
+def plot_batch_ratios(
+    ax: plt.Axes, batch_ratio: np.ndarray, all_ratio: float, generations: int, runs: int
+) -> None:
+    """Histogram of error(T)/error(1) over batches, against all ``runs`` and ``sqrt(H_T)``."""
+    ax.hist(batch_ratio, bins=20, color="C0", alpha=0.8, label="batches of 50 runs")
+    # the two reference values nearly coincide: a wide pale line under a thin dashed one
+    ax.axvline(
+        np.sqrt(squared_harmonic(generations)[-1]),
+        color="grey",
+        lw=5,
+        alpha=0.5,
+        label=r"$\sqrt{H_{100}}$ (root-mean-square analogue)",
+    )
+    ax.axvline(all_ratio, color="black", ls="--", label=f"all {runs} runs: {all_ratio:.3f}")
+    ax.set(
+        xlabel="error(T) / error(1), mean absolute error over the batch",
+        ylabel="batches",
+        title="the same for every $\\theta_0$: only Monte Carlo spread",
+    )
+    ax.legend(fontsize=8)

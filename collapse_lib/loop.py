@@ -48,18 +48,33 @@ from __future__ import annotations
 import os
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
-import pandas as pd
 
 from collapse_lib.regimes import Regime, sample_sizes
+from collapse_lib.results import Results
 from collapse_lib.runtime import _describe, check_positive_int, seed_generators, seed_list
 
 Metric = Callable[["Step"], Any]
 Filter = Callable[["FilterContext"], Any]
 
-COLUMNS = ["generation", "seed", "condition", "metric", "value"]
+
+@runtime_checkable
+class Sampler(Protocol):
+    """A model or the truth: ``sample(n, rngs) -> (S, n, ...)``, replicate ``s`` from ``rngs[s]``.
+
+    ``rngs`` is always a list of numpy ``Generator`` (one per replicate), never one generator.
+    """
+
+    def sample(self, n: int, rngs: Sequence[np.random.Generator]) -> Any: ...
+
+
+@runtime_checkable
+class Fitter(Protocol):
+    """A learner: ``fit(data (S, n, ...)) -> Sampler``; :class:`Learner` adds accumulation."""
+
+    def fit(self, data: Any) -> Sampler: ...
 
 
 def _is_torch(x: Any) -> bool:
@@ -94,6 +109,30 @@ def as_numpy(x: Any) -> np.ndarray:
     if hasattr(x, "detach"):
         x = x.detach().cpu().numpy()
     return np.asarray(x)
+
+
+def pack(X: Any, Y: Any) -> np.ndarray:
+    """One batch from covariates ``X (..., n, p)`` and targets ``Y (..., n)`` or ``(..., n, k)``.
+
+    The loop's data for supervised learners: covariates then targets along the last axis.
+    """
+    X, Y = np.asarray(X, dtype=float), np.asarray(Y, dtype=float)
+    if Y.ndim == X.ndim - 1:
+        Y = Y[..., None]
+    if Y.shape[:-1] != X.shape[:-1]:
+        raise ValueError(
+            f"X {X.shape} and Y {Y.shape} must agree on the leading (seed, sample) axes"
+        )
+    return np.concatenate([X, Y], axis=-1)
+
+
+def unpack(data: Any, p: int) -> tuple[np.ndarray, np.ndarray]:
+    """``(X (..., n, p), Y (..., n, k))`` from a :func:`pack`-ed batch (first ``p`` columns: X)."""
+    p = check_positive_int(p, "p")
+    data = np.asarray(data)
+    if data.ndim < 2 or data.shape[-1] <= p:
+        raise ValueError(f"data must have more than p={p} columns (covariates, then targets)")
+    return data[..., :p], data[..., p:]
 
 
 class Learner:
@@ -311,8 +350,8 @@ def _show_progress(progress: bool | None) -> bool:
 
 
 def run(
-    learner: Any,
-    truth: Any,
+    learner: Fitter,
+    truth: Sampler,
     regime: Regime,
     *,
     n: int | Callable[[int], int],
@@ -323,7 +362,7 @@ def run(
     filter: Filter | None = None,
     condition: str | None = None,
     progress: bool | None = None,
-) -> pd.DataFrame:
+) -> Results:
     """Run the fit-sample-refit loop for ``generations`` generations on many seeds at once.
 
     Parameters
@@ -364,10 +403,16 @@ def run(
 
     Returns
     -------
-    pandas.DataFrame
-        Long form, one row per (generation, seed, metric), with columns
-        ``generation, seed, condition, metric, value``.
+    Results
+        The tidy table (``results.frame``): one row per (generation, seed, metric), with
+        columns ``generation, seed, condition, metric, value``.
     """
+    if not isinstance(learner, Fitter):
+        raise ValueError(f"learner must have fit(data) (see loop.Fitter), got {_describe(learner)}")
+    if not isinstance(truth, Sampler):
+        raise ValueError(
+            f"truth must have sample(n, rngs) (see loop.Sampler), got {_describe(truth)}"
+        )
     if not isinstance(regime, Regime):
         raise ValueError(
             f"regime must be a Regime (see collapse_lib.regimes.regime), got {regime!r}"
@@ -445,28 +490,10 @@ def run(
             bar.update()
     if bar is not None:
         bar.close()
-    return _tidy(values, seeds, condition or regime.name)
+    return Results.from_array(values, seeds, condition or regime.name)
 
 
-def _tidy(values: Mapping[str, np.ndarray], seeds: list[int], condition: str) -> pd.DataFrame:
-    frames = []
-    for name, v in values.items():
-        T, S = v.shape
-        frames.append(
-            pd.DataFrame(
-                {
-                    "generation": np.repeat(np.arange(T), S),
-                    "seed": np.tile(np.asarray(seeds), T),
-                    "condition": condition,
-                    "metric": name,
-                    "value": v.reshape(-1),
-                }
-            )
-        )
-    return pd.concat(frames, ignore_index=True)
-
-
-def compare(conditions: Mapping[str, Regime], **kwargs: Any) -> pd.DataFrame:
+def compare(conditions: Mapping[str, Regime], **kwargs: Any) -> Results:
     """Run :func:`run` once per ``{label: regime}`` on the same seeds; one stacked table.
 
     All conditions share the root seed, so generation 0 (real data) is identical
@@ -474,13 +501,6 @@ def compare(conditions: Mapping[str, Regime], **kwargs: Any) -> pd.DataFrame:
     """
     if not conditions:
         raise ValueError("conditions must name at least one regime")
-    frames = [run(regime=r, condition=label, **kwargs) for label, r in conditions.items()]
-    return pd.concat(frames, ignore_index=True)
-
-
-def wide(df: pd.DataFrame, metric: str) -> pd.DataFrame:
-    """One metric as a (generation x seed) table per condition: rows (condition, generation)."""
-    sub = df[df["metric"] == metric]
-    if sub.empty:
-        raise ValueError(f"unknown metric {metric!r}; valid: {sorted(df['metric'].unique())}")
-    return sub.pivot_table(index=["condition", "generation"], columns="seed", values="value")
+    return Results.concat(
+        run(regime=r, condition=label, **kwargs) for label, r in conditions.items()
+    )

@@ -40,7 +40,12 @@ from typing import Any
 import numpy as np
 from scipy.special import entr
 
-from collapse_lib.categorical import Categorical, CategoricalMLE, TokenCounts, zipf
+from collapse_lib.categorical import (
+    Categorical,
+    CategoricalMLE,
+    TokenCounts,
+    zipf,
+)
 from collapse_lib.gaussian import accumulate_variance_mean
 from collapse_lib.loop import FilterContext, Learner, Step
 from collapse_lib.metrics import empirical_distribution, kl_model_true, total_variation
@@ -62,15 +67,12 @@ SPLITS: tuple[str, ...] = ("fixed", "iid")
 # --------------------------------------------------------------------------------------------
 
 
-def _rng(rng: np.random.Generator | int) -> np.random.Generator:
-    return rng if isinstance(rng, np.random.Generator) else np.random.default_rng(rng)
-
-
 def dirichlet_transitions(
     tokens: int,
     contexts: int | None = None,
     concentration: float = 0.5,
-    rng: np.random.Generator | int = 0,
+    *,
+    rng: np.random.Generator,
 ) -> np.ndarray:
     """A transition matrix ``(C, K)`` with i.i.d. ``Dirichlet(concentration * 1_K)`` rows.
 
@@ -81,7 +83,7 @@ def dirichlet_transitions(
     C = K if contexts is None else check_positive_int(contexts, "contexts")
     if not (np.isfinite(concentration) and concentration > 0):
         raise ValueError(f"concentration must be a finite number > 0, got {concentration!r}")
-    P = _rng(rng).dirichlet(np.full(K, float(concentration)), size=C)
+    P = rng.dirichlet(np.full(K, float(concentration)), size=C)
     P = np.maximum(P, 1e-300)  # a Dirichlet draw can underflow to 0: keep every token possible
     return P / P.sum(axis=-1, keepdims=True)
 
@@ -90,30 +92,15 @@ def zipf_transitions(
     tokens: int,
     contexts: int | None = None,
     exponent: float = 1.1,
-    rng: np.random.Generator | int = 0,
+    *,
+    rng: np.random.Generator,
 ) -> np.ndarray:
     """A transition matrix ``(C, K)`` whose rows are Zipf laws (``categorical.zipf``)
     with the token ranks permuted at random in every row (heavy tails, different per context)."""
     K = check_positive_int(tokens, "tokens")
     C = K if contexts is None else check_positive_int(contexts, "contexts")
     base = zipf(K, exponent)
-    g = _rng(rng)
-    return np.stack([base[g.permutation(K)] for _ in range(C)])
-
-
-def stationary_distribution(transitions: np.ndarray) -> np.ndarray:
-    """The stationary law ``pi = pi P`` of irreducible transition matrices ``(..., K, K)``.
-
-    The left eigenvector of eigenvalue 1 (``numpy.linalg.eig``, batched over leading axes),
-    normalised to sum to 1.
-    """
-    P = _transition_matrix(transitions, "transitions")
-    if P.shape[-1] != P.shape[-2]:
-        raise ValueError(f"transitions must be square, (K, K) or (S, K, K), got shape {P.shape}")
-    vals, vecs = np.linalg.eig(np.swapaxes(P, -1, -2))
-    i = np.abs(vals - 1).argmin(axis=-1)
-    pi = np.abs(np.take_along_axis(vecs, i[..., None, None], axis=-1)[..., 0].real)
-    return pi / pi.sum(axis=-1, keepdims=True)
+    return np.stack([base[rng.permutation(K)] for _ in range(C)])
 
 
 def _transition_matrix(P: Any, name: str) -> np.ndarray:
@@ -148,14 +135,13 @@ class NextTokenModel:
         return self.probs.shape[-1]
 
     def sample(self, n: int, rngs: Rngs) -> np.ndarray:
-        """``n`` next tokens in every context: ``(S, n, C)`` (``(n, C)`` for one generator).
+        """``n`` next tokens in every context: ``(S, n, C)``
 
         Each row is drawn by :class:`~collapse_lib.categorical.Categorical`'s inverse-CDF sampler
         from seed ``s``'s own generator (``C`` blocks of ``n`` uniforms, context by context).
         """
         n = check_positive_int(n, "n")
-        one = isinstance(rngs, np.random.Generator)
-        gens = [rngs] if one else list(rngs)
+        gens = list(rngs)
         S, C, K = len(gens), self.contexts, self.tokens
         p = self.probs if self.probs.ndim == 3 else np.broadcast_to(self.probs, (S, C, K))
         if p.shape[0] != S:
@@ -163,7 +149,7 @@ class NextTokenModel:
         rows = Categorical(p.reshape(S * C, K))
         x = rows.sample(n, [g for g in gens for _ in range(C)])  # (S*C, n)
         x = np.swapaxes(x.reshape(S, C, n), 1, 2)
-        return x[0] if one else x
+        return x
 
 
 class NextTokenMLE(CategoricalMLE):
@@ -524,14 +510,13 @@ class MarkovChain:
         return self.transitions.shape[-1]
 
     def sample(self, n: int, rngs: Rngs) -> np.ndarray:
-        """``n`` sequences per seed: ``(S, n, length)`` int tokens (``(n, length)`` for one rng).
+        """``n`` sequences per seed: ``(S, n, length)`` int tokens
 
         The first context comes from ``start`` (by inverse CDF), then each token is drawn from its
         context's row with one uniform per position, all seeds and sequences at once.
         """
         n = check_positive_int(n, "n")
-        one = isinstance(rngs, np.random.Generator)
-        gens = [rngs] if one else list(rngs)
+        gens = list(rngs)
         S, K, m, L = len(gens), self.tokens, self.order, self.length
         C = K**m
         P = self.transitions
@@ -552,7 +537,7 @@ class MarkovChain:
             nxt = np.minimum((u[..., i - m, None] >= rows).sum(axis=-1), K - 1)
             x[..., i] = nxt
             ctx = (ctx * K + nxt) % C
-        return x[0] if one else x
+        return x
 
 
 @dataclass
@@ -663,30 +648,6 @@ def chain_metrics(
 ALPHABET: str = " " + string.ascii_lowercase  #: token 0 is the space, then a..z
 
 
-def text_corpus(source: str = "pydoc") -> str:
-    """English text from the Python standard library, lower-cased, letters and single spaces only.
-
-    ``"pydoc"``: the documentation topics of ``pydoc_data.topics`` (about 465,000 characters, the
-    Python Software Foundation License); ``"zen"``: the Zen of Python (``this``, 800 characters).
-    """
-    check_choice(source, ("pydoc", "zen"), "source")
-    if source == "pydoc":
-        from pydoc_data.topics import topics
-
-        raw = " ".join(topics[k] for k in sorted(topics))
-    else:
-        import codecs
-        import contextlib
-        import io
-
-        with contextlib.redirect_stdout(io.StringIO()):  # `import this` prints the poem
-            import this
-        raw = codecs.decode(this.s, "rot13")
-    table = {ord(ch): ch for ch in string.ascii_lowercase}
-    cleaned = "".join(table.get(ord(ch), " ") for ch in raw.lower())
-    return " ".join(cleaned.split())
-
-
 def encode(text: str) -> np.ndarray:
     """Characters of :data:`ALPHABET` to token ids ``0..26``."""
     lookup = {ch: i for i, ch in enumerate(ALPHABET)}
@@ -718,14 +679,13 @@ class TextWindows:
             raise ValueError(f"ids must be a 1-d token sequence of at least {self.length} tokens")
 
     def sample(self, n: int, rngs: Rngs) -> np.ndarray:
-        """``n`` windows per seed: ``(S, n, length)`` (``(n, length)`` for one generator)."""
+        """``n`` windows per seed: ``(S, n, length)``"""
         n = check_positive_int(n, "n")
-        one = isinstance(rngs, np.random.Generator)
-        gens = [rngs] if one else list(rngs)
+        gens = list(rngs)
         hi = self.ids.size - self.length + 1
         starts = np.stack([g.integers(0, hi, n) for g in gens])  # (S, n)
         x = self.ids[starts[..., None] + np.arange(self.length)]
-        return x[0] if one else x
+        return x
 
 
 def empirical_chain(ids: np.ndarray, tokens: int, order: int = 1, length: int = 2) -> MarkovChain:

@@ -366,3 +366,37 @@ def near_copy_threshold(
         raise ValueError(f"real_sets must have shape (R, n, d), got {sets.shape}")
     r = np.concatenate([nn_distances(heldout, s, k=1)[:, 0] for s in sets])
     return float(np.quantile(r, quantile))
+
+
+# --------------------------------------------------------------------------------------------
+# slopes: least-squares fits of a curve, per seed
+# --------------------------------------------------------------------------------------------
+
+
+def per_seed_slope(x: np.ndarray, values: np.ndarray) -> np.ndarray:
+    """Least-squares slope of ``values (S, N)`` against ``x (N,)``, one per seed."""
+    x = np.asarray(x, dtype=float)
+    v = np.asarray(values, dtype=float)
+    if v.ndim != 2 or v.shape[1] != x.size or x.size < 2:
+        raise ValueError(f"values must have shape (S, {x.size}) with at least 2 points")
+    return np.polyfit(x, v.T, 1)[0]
+
+
+def loglog_slope(x: np.ndarray, y: np.ndarray) -> np.ndarray:
+    """Least-squares slope of ``log y`` on ``log x``; ``y`` is ``(N,)`` or ``(S, N)`` (per row)."""
+    x, y = np.asarray(x, dtype=float), np.asarray(y, dtype=float)
+    if np.any(x <= 0) or np.any(y <= 0):
+        raise ValueError("x and y must be positive for log-log slopes")
+    if y.ndim == 1:
+        return np.polyfit(np.log(x), np.log(y), 1)[0]
+    return per_seed_slope(np.log(x), np.log(y))
+
+
+def local_slopes(x: np.ndarray, y: np.ndarray) -> np.ndarray:
+    """Local log-log slopes ``d log y / d log x`` by finite differences (``numpy.gradient``)."""
+    x, y = np.asarray(x, dtype=float), np.asarray(y, dtype=float)
+    if x.shape != y.shape or x.ndim != 1 or x.size < 2:
+        raise ValueError(f"x and y must be 1-D of the same length >= 2, got {x.shape}, {y.shape}")
+    if np.any(x <= 0) or np.any(y <= 0):
+        raise ValueError("x and y must be positive for log-log slopes")
+    return np.gradient(np.log(y), np.log(x))

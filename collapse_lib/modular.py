@@ -6,6 +6,10 @@ classifier whose *responses are samples from its softmax* (temperature 1). It pl
 same loop and the same curation filters as the book model of :mod:`collapse_lib.curation`:
 data are response slots of shape ``(S, m, P, p)``, the answer key is ``task.correct``.
 
+* :class:`PromptModel` (the loop's model of both): answer distributions ``probs (S, P, A)``
+  that answer every prompt by sampling; :mod:`collapse_lib.curation` builds its book model on
+  it too, which is why it lives here, below the curation filters (this module imports nothing
+  from :mod:`collapse_lib.curation`).
 * :class:`ModularTask` (the loop's truth): the weak "pretraining" data. A random fraction of
   the prompts (``seen``) get noisy labels, correct with a per-prompt probability
   ``pi(x) ~ U(lo, hi)``, otherwise a uniformly random wrong answer; the other prompts are never
@@ -33,7 +37,6 @@ from typing import Any
 
 import numpy as np
 
-from collapse_lib.curation import PromptModel, sum_answers
 from collapse_lib.loop import Learner
 from collapse_lib.runtime import (
     check_fraction,
@@ -46,6 +49,69 @@ from collapse_lib.runtime import (
 
 TASK_KEY = 6  #: spawn-key prefix of the task's draws: ``rng(seed, TASK_KEY, s)``
 INIT_KEY = 7  #: spawn-key prefix of the networks' initializations: ``rng(seed, INIT_KEY, s)``
+
+
+# ---- answer models: distributions over the answers of every prompt ----------------------------
+
+
+def sum_answers(x: np.ndarray, weights: np.ndarray | None = None) -> np.ndarray:
+    """``sum_a x[..., a] (* weights[:, a])`` over the last (answer) axis.
+
+    A Python loop over the few answers: numpy's reductions over a short trailing axis are
+    several times slower than adding its slices.
+    """
+    A = x.shape[-1]
+    if weights is None:
+        return sum(x[..., a] for a in range(A))
+    out = np.zeros(x.shape[:-1], dtype=np.result_type(x, weights))
+    for a in range(A):
+        if weights[:, a].any():
+            out += x[..., a] * weights[:, a]
+    return out
+
+
+def answer_probs(probs: Any, name: str = "probs") -> np.ndarray:
+    """Validate answer distributions ``(S, P, A)``: finite, non-negative, rows summing to 1."""
+    p = np.asarray(probs, dtype=float)
+    if p.ndim != 3:
+        raise ValueError(f"{name} must have shape (S, P, A), got {p.shape}")
+    if not np.all(np.isfinite(p)) or np.any(p < 0):
+        raise ValueError(f"{name} must be finite and non-negative")
+    if not np.allclose(sum_answers(p), 1.0, atol=1e-6):
+        raise ValueError(f"{name} must sum to 1 over the answers (last axis)")
+    return p
+
+
+@dataclass
+class PromptModel:
+    """A model that answers ``P`` prompts: ``probs`` of shape ``(S, P, A)``, one row per seed."""
+
+    probs: np.ndarray
+
+    def __post_init__(self) -> None:
+        self.probs = answer_probs(self.probs)
+
+    def sample(self, n: int, rngs: Sequence[np.random.Generator]) -> np.ndarray:
+        """``n`` responses to every prompt: one-hot slots of shape ``(S, n, P, A)``.
+
+        Inverse-CDF sampling; replicate ``s`` draws ``n * P`` uniforms from ``rngs[s]`` only,
+        and an answer of probability 0 is never drawn.
+        """
+        n = check_positive_int(n, "n")
+        S, P, A = self.probs.shape
+        if len(rngs) != S:
+            raise ValueError(f"the model has {S} seeds but {len(rngs)} generators were given")
+        cdf = np.cumsum(self.probs, axis=-1)[:, :, :-1]  # (S, P, A - 1)
+        out = np.empty((S, n, P, A), dtype=np.float32)
+        answers = np.arange(A)
+        for s, g in enumerate(rngs):
+            u = g.random((n, P))
+            idx = sum_answers((u[..., None] >= cdf[s]).astype(np.int64))
+            np.equal(idx[..., None], answers, out=out[s], casting="unsafe")
+        return out
+
+
+# ---- the modular-addition task and its network ------------------------------------------------
 
 
 def answer_key(p: int) -> np.ndarray:

@@ -18,11 +18,10 @@ from typing import Any
 
 import matplotlib.pyplot as plt
 import numpy as np
-import pandas as pd
 import seaborn as sns
 from matplotlib.ticker import MaxNLocator
 
-BANDS = ("se", "iqr", "none")
+from collapse_lib.results import Results
 
 #: seaborn's "colorblind" palette, reordered so that any two of the first four stay apart
 #: for a reader with deuteranopia (CIEDE2000 >= :data:`MIN_DELTA_E`; in seaborn's order the
@@ -227,34 +226,8 @@ def confusable_lines(ax: plt.Axes, min_delta_e: float = MIN_DELTA_E) -> list[tup
     return out
 
 
-def summarize(df: pd.DataFrame, metric: str, band: str = "se") -> pd.DataFrame:
-    """Per (condition, generation): the centre line and band of ``metric`` over seeds.
-
-    ``band="se"``: mean +- 2 standard errors of the mean (the Monte Carlo uncertainty
-    of the mean curve); ``band="iqr"``: median with the 25-75 % quantiles of the seeds
-    (for heavy-tailed quantities); ``band="none"``: the mean alone. The column
-    ``replicates`` counts the seeds behind each point (with one, there is no band).
-    """
-    if band not in BANDS:
-        raise ValueError(f"unknown band {band!r}; valid: {', '.join(map(repr, BANDS))}")
-    sub = df[df["metric"] == metric]
-    if sub.empty:
-        raise ValueError(f"unknown metric {metric!r}; valid: {sorted(df['metric'].unique())}")
-    g = sub.groupby(["condition", "generation"], sort=False)["value"]
-    if band == "iqr":
-        out = pd.DataFrame(
-            {"center": g.median(), "low": g.quantile(0.25), "high": g.quantile(0.75)}
-        )
-    else:
-        mean, se = g.mean(), g.std(ddof=1) / np.sqrt(g.count())
-        width = 2 * se.fillna(0.0) if band == "se" else 0.0
-        out = pd.DataFrame({"center": mean, "low": mean - width, "high": mean + width})
-    out["replicates"] = g.count()
-    return out.reset_index()
-
-
 def plot_metric_vs_generation(
-    df: pd.DataFrame,
+    results: Results,
     metric: str,
     *,
     theory: Mapping[str, np.ndarray] | None = None,
@@ -271,19 +244,19 @@ def plot_metric_vs_generation(
 
     Parameters
     ----------
-    df
-        The tidy table of :func:`collapse_lib.loop.run` / :func:`~collapse_lib.loop.compare`.
+    results
+        What :func:`collapse_lib.loop.run` / :func:`~collapse_lib.loop.compare` return.
     theory
         ``{condition: values at t = 0, 1, ...}`` drawn dashed in the condition's colour;
         a key that is not a condition is drawn in black.
     band
-        See :func:`summarize`.
+        See :meth:`collapse_lib.results.Results.band`.
     trajectories
         Number of single seeds to draw as thin lines per condition.
     colors
         ``{condition: colour}``, to keep a condition's colour across panels that show
         different subsets of conditions; by default :func:`condition_colors` of the
-        conditions in ``df``.
+        conditions in ``results``.
     markers
         ``{condition: matplotlib marker}`` (``None``: no marker), drawn on the condition's
         line and in its legend entry. A figure with more than
@@ -300,7 +273,12 @@ def plot_metric_vs_generation(
         raise ValueError(f"trajectories must be >= 0, got {trajectories}")
     if ax is None:
         _, ax = plt.subplots()
-    stats = summarize(df, metric, band)
+    if not isinstance(results, Results):
+        raise ValueError(
+            f"results must be a Results (from run or compare), got {type(results).__name__}"
+        )
+    stats = results.band(metric, band)
+    df = results.frame
     conditions = list(dict.fromkeys(stats["condition"]))
     colors = dict(colors) if colors is not None else condition_colors(conditions)
     missing = [c for c in conditions if c not in colors]

@@ -18,8 +18,8 @@ generation ``t - 1``'s model, with generation 0 fitted on real data, so the loop
 column, with ``n = 0`` prepended for the truth.
 
 **Data batches.** A batch of labelled pairs is one array of shape ``(S, n, p + k)``: the ``p``
-covariates followed by the ``k`` targets of each sample (:func:`pack`, :func:`split`). The loop
-sees an ordinary ``(S, n, ...)`` array.
+covariates followed by the ``k`` targets of each sample (:func:`collapse_lib.loop.pack`,
+:func:`collapse_lib.loop.unpack`). The loop sees an ordinary ``(S, n, ...)`` array.
 
 **Provenance.** The paper's theorem text could not be read. Formulas tagged [paper] are stated in
 the paper's abstract, poster or figure captions; formulas tagged [derived] were derived for this
@@ -31,20 +31,20 @@ rotation invariant). Ridge is normalized per sample: ``argmin ||Xw - y||^2 / T +
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
 import numpy as np
-import pandas as pd
 from scipy.optimize import brentq, minimize_scalar
 from scipy.spatial.distance import pdist
 from sklearn.metrics.pairwise import rbf_kernel
 
-from collapse_lib.loop import Learner, ModelRecorder, PerSeed, Step, run
+from collapse_lib.data import ImagePool, digits, digits_order
+from collapse_lib.loop import Learner, ModelRecorder, PerSeed, Step, pack, run, unpack
 from collapse_lib.regimes import regime
+from collapse_lib.results import Results
 from collapse_lib.runtime import (
-    Rngs,
     check_choice,
     check_nonnegative,
     check_positive_int,
@@ -87,6 +87,14 @@ def _vector(w: Any, d: int, name: str) -> np.ndarray:
     return v
 
 
+def _past_threshold(size: Any, d: int, name: str) -> int:
+    """A sample size ``>= d + 2``: least squares with a finite inverse-Wishart mean."""
+    size = check_positive_int(size, name)
+    if size < d + 2:
+        raise ValueError(f"{name} must be >= d + 2 = {d + 2} (under-parameterized), got {size}")
+    return size
+
+
 def _lams(lams: Any) -> np.ndarray:
     grid = np.atleast_1d(np.asarray(lams, dtype=float))
     if grid.ndim != 1 or grid.size < 1:
@@ -106,43 +114,17 @@ def downstream_rngs(seed: int, seeds: int | Sequence[int], *key: int) -> list[np
 
 
 # --------------------------------------------------------------------------------------------
-# data batches: covariates then targets along the last axis
-# --------------------------------------------------------------------------------------------
-
-
-def pack(X: np.ndarray, Y: np.ndarray) -> np.ndarray:
-    """One batch from covariates ``X (..., n, p)`` and targets ``Y (..., n)`` or ``(..., n, k)``."""
-    X, Y = np.asarray(X, dtype=float), np.asarray(Y, dtype=float)
-    if Y.ndim == X.ndim - 1:
-        Y = Y[..., None]
-    if Y.shape[:-1] != X.shape[:-1]:
-        raise ValueError(
-            f"X {X.shape} and Y {Y.shape} must agree on the leading (seed, sample) axes"
-        )
-    return np.concatenate([X, Y], axis=-1)
-
-
-def split(data: np.ndarray, p: int) -> tuple[np.ndarray, np.ndarray]:
-    """``(X (..., n, p), Y (..., n, k))`` from a packed batch (first ``p`` columns: covariates)."""
-    p = check_positive_int(p, "p")
-    data = np.asarray(data)
-    if data.ndim < 2 or data.shape[-1] <= p:
-        raise ValueError(f"data must have more than p={p} columns (covariates, then targets)")
-    return data[..., :p], data[..., p:]
-
-
-# --------------------------------------------------------------------------------------------
 # covariate designs
 # --------------------------------------------------------------------------------------------
 
 
 class Design(Protocol):
-    """Where fresh covariates come from: ``sample(n, rngs) -> (S, n, p)`` (or ``(n, p)``)."""
+    """Fresh covariates: ``sample(n, rngs) -> (S, n, p)``, one generator per seed."""
 
     @property
     def dim(self) -> int: ...
 
-    def sample(self, n: int, rngs: Rngs) -> np.ndarray: ...
+    def sample(self, n: int, rngs: Sequence[np.random.Generator]) -> np.ndarray: ...
 
 
 @dataclass(eq=False)
@@ -158,7 +140,7 @@ class GaussianDesign:
     def dim(self) -> int:
         return self.eigs.size
 
-    def sample(self, n: int, rngs: Rngs) -> np.ndarray:
+    def sample(self, n: int, rngs: Sequence[np.random.Generator]) -> np.ndarray:
         n = check_positive_int(n, "n")
         X = standard_normal(rngs, (n, self.dim))
         X *= np.sqrt(self.eigs)
@@ -182,12 +164,9 @@ class StudentTDesign(GaussianDesign):
             raise ValueError(f"nu must be > 2 for a finite covariance, got {self.nu}")
         self.nu = float(self.nu)
 
-    def sample(self, n: int, rngs: Rngs) -> np.ndarray:
+    def sample(self, n: int, rngs: Sequence[np.random.Generator]) -> np.ndarray:
         X = super().sample(n, rngs)  # the Gaussian rows first, then one chi^2_nu per row
-        if isinstance(rngs, np.random.Generator):
-            g = rngs.chisquare(self.nu, n)
-        else:
-            g = np.stack([r.chisquare(self.nu, n) for r in rngs])
+        g = np.stack([r.chisquare(self.nu, n) for r in rngs])
         X *= np.sqrt((self.nu - 2) / g)[..., None]
         return X
 
@@ -219,39 +198,12 @@ class FixedDesign:
     def dim(self) -> int:
         return self.eigs.size
 
-    def sample(self, n: int, rngs: Rngs) -> np.ndarray:
-        if isinstance(rngs, np.random.Generator) or len(rngs) != self.X.shape[0]:
+    def sample(self, n: int, rngs: Sequence[np.random.Generator]) -> np.ndarray:
+        if len(rngs) != self.X.shape[0]:
             raise ValueError(f"a FixedDesign serves exactly {self.X.shape[0]} seeds at once")
         if n != self.X.shape[1]:
             raise ValueError(f"n must be {self.X.shape[1]} (the stored design), got {n}")
         return self.X
-
-
-@dataclass(eq=False)
-class PoolDesign:
-    """Covariates drawn without replacement from a finite pool ``X (M, p)`` (e.g. images)."""
-
-    X: np.ndarray
-
-    def __post_init__(self) -> None:
-        self.X = np.asarray(self.X, dtype=float)
-        if self.X.ndim != 2:
-            raise ValueError(f"X must be a (pool size, features) array, got {self.X.shape}")
-
-    @property
-    def dim(self) -> int:
-        return self.X.shape[1]
-
-    def indices(self, n: int, rngs: Rngs) -> np.ndarray:
-        n = check_positive_int(n, "n")
-        if n > self.X.shape[0]:
-            raise ValueError(f"n={n} exceeds the pool size {self.X.shape[0]}")
-        if isinstance(rngs, np.random.Generator):
-            return rngs.choice(self.X.shape[0], n, replace=False)
-        return np.stack([g.choice(self.X.shape[0], n, replace=False) for g in rngs])
-
-    def sample(self, n: int, rngs: Rngs) -> np.ndarray:
-        return self.X[self.indices(n, rngs)]
 
 
 # --------------------------------------------------------------------------------------------
@@ -294,7 +246,7 @@ class LinearModel:
         """``X w`` per seed: ``X (S, n, d)`` (or ``(n, d)``) -> ``(S, n)`` (or ``(n,)``)."""
         return (np.asarray(X) @ self.w[..., None])[..., 0]
 
-    def sample(self, n: int, rngs: Rngs) -> np.ndarray:
+    def sample(self, n: int, rngs: Sequence[np.random.Generator]) -> np.ndarray:
         X = self.design.sample(n, rngs)
         y = self.predict(X) + self.noise * standard_normal(rngs, (n,))
         return pack(X, y)
@@ -321,7 +273,7 @@ class LeastSquares(Learner):
 
     def fit(self, data: np.ndarray) -> LinearModel:
         d = self.design.dim
-        X, Y = split(data, d)
+        X, Y = unpack(data, d)
         y = Y[..., :1]
         n = X.shape[-2]
         Xt = np.swapaxes(X, -1, -2)
@@ -348,22 +300,13 @@ def generator_error(step: Step) -> np.ndarray:
     return excess_risk(step.model.w, step.truth.w, step.truth.design.eigs)
 
 
-def _relabel(
-    table: pd.DataFrame, first: Callable[[], np.ndarray], seeds: list[int]
-) -> pd.DataFrame:
-    """Loop generation ``t`` -> paper index ``n = t + 1``; prepend ``n = 0`` (the truth)."""
-    out = table.assign(generation=table["generation"] + 1)
-    cond = out["condition"].iloc[0]
-    head = pd.DataFrame(
-        {
-            "generation": 0,
-            "seed": seeds,
-            "condition": cond,
-            "metric": out["metric"].iloc[0],
-            "value": first(),
-        }
+def _paper_index(results: Results, seeds: list[int]) -> Results:
+    """Loop generation ``t`` -> the paper's ``n = t + 1``, with ``n = 0`` (the truth: 0) first."""
+    (metric,) = results.metrics
+    values = results.frame["value"].to_numpy().reshape(-1, len(seeds))  # the loop's (t, seed) rows
+    return Results.from_array(
+        {metric: np.vstack([np.zeros(len(seeds)), values])}, seeds, results.conditions[0]
     )
-    return pd.concat([head, out], ignore_index=True)
 
 
 @dataclass
@@ -374,13 +317,13 @@ class LinearChain:
     ----------
     weights : ndarray, shape (S, n_max + 1, d)
         ``weights[:, n]`` is ``w_hat_n``; ``weights[:, 0]`` is the truth ``w0``.
-    table : DataFrame
-        Tidy table of the generator error, ``generation`` holding the paper's index ``n``.
+    results : Results
+        The generator error per seed, ``generation`` holding the paper's index ``n``.
     seeds : list of int
     """
 
     weights: np.ndarray
-    table: pd.DataFrame
+    results: Results
     seeds: list[int]
 
 
@@ -445,7 +388,7 @@ def linear_chain(
         )
     if design is not None and not np.array_equal(getattr(design, "eigs", None), e):
         raise ValueError("design must have the spectrum eigs (its 'eigs' attribute)")
-    parts, tables = [], []
+    parts, chunks = [], []
     for start in range(0, len(all_seeds), size):
         part = all_seeds[start : start + size]
         if reuse_design:
@@ -455,7 +398,7 @@ def linear_chain(
         learner = LeastSquares(source, sigma0)
         truth = LinearModel(w0, sigma0, source)
         recorder = ModelRecorder(generator_error)
-        table = run(
+        results = run(
             PerSeed(learner) if per_seed else learner,
             truth,
             regime("replace"),
@@ -468,29 +411,16 @@ def linear_chain(
         )
         w = np.stack([m.w for m in recorder.models], axis=1)  # (S, n_max, d)
         parts.append(np.concatenate([np.broadcast_to(w0, (len(part), 1, e.size)), w], axis=1))
-        tables.append(_relabel(table, lambda part=part: np.zeros(len(part)), part))
-    return LinearChain(
-        np.concatenate(parts, axis=0), pd.concat(tables, ignore_index=True), all_seeds
-    )
+        chunks.append(_paper_index(results, part))
+    return LinearChain(np.concatenate(parts, axis=0), Results.concat(chunks), all_seeds)
 
 
-def chain_table(
-    values: np.ndarray, seeds: Sequence[int], metric: str, condition: str
-) -> pd.DataFrame:
-    """Tidy table (``generation`` = n) from per-seed values ``(S, N)`` at ``n = 0..N-1``."""
+def chain_table(values: np.ndarray, seeds: Sequence[int], metric: str, condition: str) -> Results:
+    """Results (``generation`` = n) from per-seed values ``(S, N)`` at ``n = 0..N-1``."""
     v = np.asarray(values, dtype=float)
     if v.ndim != 2 or v.shape[0] != len(seeds):
         raise ValueError(f"values must have shape (S={len(seeds)}, N), got {v.shape}")
-    S, N = v.shape
-    return pd.DataFrame(
-        {
-            "generation": np.tile(np.arange(N), S),
-            "seed": np.repeat(np.asarray(seeds), N),
-            "condition": condition,
-            "metric": metric,
-            "value": v.reshape(-1),
-        }
-    )
+    return Results.from_array({metric: v.T}, seeds, condition, order="seed")
 
 
 # --------------------------------------------------------------------------------------------
@@ -627,15 +557,6 @@ def argmin_lambda(errors: np.ndarray) -> np.ndarray:
     return np.argmin(err.mean(axis=0), axis=-1)
 
 
-def per_seed_slope(x: np.ndarray, values: np.ndarray) -> np.ndarray:
-    """Least-squares slope of ``values (S, N)`` against ``x (N,)``, one per seed."""
-    x = np.asarray(x, dtype=float)
-    v = np.asarray(values, dtype=float)
-    if v.ndim != 2 or v.shape[1] != x.size or x.size < 2:
-        raise ValueError(f"values must have shape (S, {x.size}) with at least 2 points")
-    return np.polyfit(x, v.T, 1)[0]
-
-
 # --------------------------------------------------------------------------------------------
 # theory
 # --------------------------------------------------------------------------------------------
@@ -691,11 +612,7 @@ def ols_error(
     [paper]; this exact finite-size form is the book's derivation.
     """
     d = check_positive_int(d, "d")
-    T, T0 = check_positive_int(T, "T"), check_positive_int(T0, "T0")
-    if T < d + 2:
-        raise ValueError(f"T must be >= d + 2 = {d + 2} for the exact OLS formula, got {T}")
-    if T0 < d + 2:
-        raise ValueError(f"T0 must be >= d + 2 = {d + 2} for the exact OLS formula, got {T0}")
+    T, T0 = _past_threshold(T, d, "T"), _past_threshold(T0, d, "T0")
     n = np.asarray(n)
     if np.any(n < 0):
         raise ValueError("n must be >= 0")
@@ -748,11 +665,7 @@ def ridge_theory(
     e = _spectrum(eigs)
     w0 = _vector(w0, e.size, "w0")
     d = e.size
-    T, T0 = check_positive_int(T, "T"), check_positive_int(T0, "T0")
-    if T0 < d + 2:
-        raise ValueError(
-            f"T0 must be >= d + 2 = {d + 2} (under-parameterized generators), got {T0}"
-        )
+    T, T0 = check_positive_int(T, "T"), _past_threshold(T0, d, "T0")
     sigma, sigma0 = check_nonnegative(sigma, "sigma"), check_nonnegative(sigma0, "sigma0")
     grid = np.asarray(lam, dtype=float)
     flat = _lams(grid.reshape(-1))
@@ -780,11 +693,8 @@ def ridge_theory_isotropic(
         Var  = sigma^2 phi / ((1 + kappa)^2 - phi)
         rho  = d / (T0 - d - 1) (1 + kappa)^{-2} [1 + kappa^2 phi / ((1 + kappa)^2 - phi)]
     """
-    d, T, T0 = (check_positive_int(v, k) for v, k in ((d, "d"), (T, "T"), (T0, "T0")))
-    if T0 < d + 2:
-        raise ValueError(
-            f"T0 must be >= d + 2 = {d + 2} (under-parameterized generators), got {T0}"
-        )
+    d, T = check_positive_int(d, "d"), check_positive_int(T, "T")
+    T0 = _past_threshold(T0, d, "T0")
     k = kappa_isotropic(lam, d, T)
     phi = d / T
     den = (1 + k) ** 2 - phi
@@ -913,26 +823,6 @@ def effective_noise(sigma: float, sigma0: float, n: int, *, d: int, T0: int) -> 
     ) ** 2 * phi0 / (1 - phi0)
 
 
-def local_slopes(x: np.ndarray, y: np.ndarray) -> np.ndarray:
-    """Local log-log slopes ``d log y / d log x`` by finite differences (``numpy.gradient``)."""
-    x, y = np.asarray(x, dtype=float), np.asarray(y, dtype=float)
-    if x.shape != y.shape or x.ndim != 1 or x.size < 2:
-        raise ValueError(f"x and y must be 1-D of the same length >= 2, got {x.shape}, {y.shape}")
-    if np.any(x <= 0) or np.any(y <= 0):
-        raise ValueError("x and y must be positive for log-log slopes")
-    return np.gradient(np.log(y), np.log(x))
-
-
-def loglog_slope(x: np.ndarray, y: np.ndarray) -> np.ndarray:
-    """Least-squares slope of ``log y`` on ``log x``; ``y`` is ``(N,)`` or ``(S, N)`` (per row)."""
-    x, y = np.asarray(x, dtype=float), np.asarray(y, dtype=float)
-    if np.any(x <= 0) or np.any(y <= 0):
-        raise ValueError("x and y must be positive for log-log slopes")
-    if y.ndim == 1:
-        return np.polyfit(np.log(x), np.log(y), 1)[0]
-    return per_seed_slope(np.log(x), np.log(y))
-
-
 # --------------------------------------------------------------------------------------------
 # kernel ridge on the 8x8 digits: a CPU stand-in for the paper's MNIST experiment
 # --------------------------------------------------------------------------------------------
@@ -955,14 +845,12 @@ class DigitsTask:
 
 def load_digits_task(seed: int, n_test: int = 500) -> DigitsTask:
     """Split the digits into a pool and a test set with ``rng(seed, KEY_DIGITS_SPLIT, 0)``."""
-    from collapse_lib.data import digits
-
     n_test = check_positive_int(n_test, "n_test")
     X, y = digits()
     if n_test >= len(y):
         raise ValueError(f"n_test must be < {len(y)}, got {n_test}")
     Y = np.eye(10)[y] - 0.1
-    perm = rng(seed, KEY_DIGITS_SPLIT, 0).permutation(len(y))
+    perm = digits_order(seed, KEY_DIGITS_SPLIT, 0)
     test, pool = perm[:n_test], perm[n_test:]
     gamma = 1.0 / np.median(pdist(X[pool], "sqeuclidean"))
     return DigitsTask(X[pool], Y[pool], X[test], Y[test], float(gamma))
@@ -990,16 +878,16 @@ class PoolTruth:
     noise: float
 
     def __post_init__(self) -> None:
-        self.design = PoolDesign(self.X)
+        self.design = ImagePool(self.X)
         self.Y = np.asarray(self.Y, dtype=float)
         self.noise = check_nonnegative(self.noise, "noise")
-        if self.Y.ndim != 2 or self.Y.shape[0] != self.design.X.shape[0]:
+        if self.Y.ndim != 2 or self.Y.shape[0] != len(self.design.images):
             raise ValueError(f"Y must be (pool size, k), got {self.Y.shape}")
 
-    def sample(self, n: int, rngs: Rngs) -> np.ndarray:
+    def sample(self, n: int, rngs: Sequence[np.random.Generator]) -> np.ndarray:
         idx = self.design.indices(n, rngs)
         Y = self.Y[idx]
-        return pack(self.design.X[idx], Y + self.noise * standard_normal(rngs, Y.shape[-2:]))
+        return pack(self.design.images[idx], Y + self.noise * standard_normal(rngs, Y.shape[-2:]))
 
 
 @dataclass(eq=False)
@@ -1015,7 +903,7 @@ class KernelRidgeModel:
     def predict(self, X: np.ndarray) -> np.ndarray:
         return rbf(X, self.X_train, self.gamma) @ self.alpha
 
-    def sample(self, n: int, rngs: Rngs) -> np.ndarray:
+    def sample(self, n: int, rngs: Sequence[np.random.Generator]) -> np.ndarray:
         X = self.design.sample(n, rngs)
         F = self.predict(X)
         return pack(X, F + self.noise * standard_normal(rngs, F.shape[-2:]))
@@ -1040,7 +928,7 @@ class KernelRidge(Learner):
             raise ValueError(f"gamma must be > 0, got {self.gamma}")
 
     def fit(self, data: np.ndarray) -> KernelRidgeModel:
-        X, Y = split(data, self.design.dim)
+        X, Y = unpack(data, self.design.dim)
         n = X.shape[-2]
         K = rbf(X, X, self.gamma) + n * self.ridge * np.eye(n)
         return KernelRidgeModel(X, np.linalg.solve(K, Y), self.gamma, self.noise, self.design)
@@ -1099,8 +987,7 @@ def digits_downstream_mse(
     """
     rngs = list(rngs)
     grid = _lams(lams)
-    design = PoolDesign(task.pool_X)
-    idx = design.indices(check_positive_int(T, "T"), rngs)
+    idx = ImagePool(task.pool_X).indices(check_positive_int(T, "T"), rngs)
     X = task.pool_X[idx]
     noise = check_nonnegative(sigma, "sigma") * standard_normal(rngs, (T, task.pool_Y.shape[1]))
     labels = [task.pool_Y[idx]] + [m.predict(X) for m in models]
@@ -1113,3 +1000,90 @@ def digits_downstream_mse(
         pred = (KtV @ path.scaled(lam)).reshape(S, -1, N, k)
         out[:, :, j] = ((pred - task.test_Y[None, :, None, :]) ** 2).sum(-1).mean(1)
     return out
+
+
+# --------------------------------------------------------------------------------------------
+# the chapter's multi-panel figures
+# --------------------------------------------------------------------------------------------
+
+
+def plot_lambda_sweep(
+    ax: Any,
+    lams: np.ndarray,
+    errors: np.ndarray,
+    theory: np.ndarray,
+    optima: np.ndarray,
+    labels: Sequence[str],
+    colors: dict[str, str],
+    markers: dict[str, str],
+) -> None:
+    """One panel of the ridge sweep: test error against ``lam`` for several generators ``n``.
+
+    ``errors (S, N, L)`` from :func:`downstream_errors` (mean +- 2 SE over seeds as dots),
+    ``theory (N, L)`` as dashed lines, ``optima (N, 2)``: the ``(lam_opt, E_opt)`` stars.
+    """
+    mean = errors.mean(0)
+    se = errors.std(0, ddof=1) / np.sqrt(errors.shape[0])
+    for i, label in enumerate(labels):
+        c = colors[label]
+        ax.plot(lams, theory[i], ls="--", lw=1.4, color=c)
+        ax.errorbar(lams, mean[i], yerr=2 * se[i], fmt=markers[label], ms=4, color=c, label=label)
+        ax.plot(*optima[i], marker="*", ms=15, color=c, mec="black", ls="none")
+
+
+def style_crossover_axes(axes: Sequence[Any]) -> None:
+    """Scales, labels and titles of the three crossover panels (error, local slope, lam_opt)."""
+    from matplotlib import ticker
+
+    axes[0].set(
+        xscale="log",
+        yscale="log",
+        xlabel="$T$",
+        ylabel=r"$\min_\lambda$ test error",
+        title="Error at the optimal λ",
+    )
+    axes[1].set(
+        xscale="log",
+        xlabel="$T$",
+        ylabel="local log-log slope",
+        title="Local slope (dotted: predicted $T^*$)",
+    )
+    axes[2].set(
+        xscale="log",
+        yscale="log",
+        xlabel="$T$",
+        ylabel=r"$\lambda_{\rm opt}$",
+        title="Optimal ridge (theory), where > 0",
+    )
+    axes[2].set_xlim(axes[1].get_xlim())
+    axes[2].xaxis.set_major_formatter(ticker.FormatStrFormatter("%g"))
+    axes[2].xaxis.set_minor_formatter(ticker.NullFormatter())
+    for ax in axes:
+        ax.legend(fontsize=7)
+
+
+def plot_digits_sweep(
+    ax: Any,
+    lams: np.ndarray,
+    mean: np.ndarray,
+    se: np.ndarray,
+    best: np.ndarray,
+    shown: Sequence[int],
+    colors: dict[str, str],
+    markers: dict[str, str],
+) -> None:
+    """The digits' test MSE against ``lam`` (mean +- 2 SE, ``(N, L)``) for the generators
+    ``shown``, a star at each one's best ``lam`` (``best``: grid index per generator)."""
+    for k in shown:
+        c, mk = colors[f"n = {k}"], markers[f"n = {k}"]
+        ax.errorbar(
+            lams, mean[k], yerr=2 * se[k], fmt=f"{mk}-", ms=4, lw=1, color=c, label=f"n = {k}"
+        )
+        ax.plot(lams[best[k]], mean[k, best[k]], "*", ms=14, color=c, mec="black")
+    ax.set(
+        xscale="log",
+        yscale="log",
+        xlabel=r"downstream ridge $\lambda$",
+        ylabel="test MSE",
+        title="Digits: MSE vs λ",
+    )

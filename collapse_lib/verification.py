@@ -52,6 +52,7 @@ from collapse_lib.conditional import ConditionalCategorical, inverse_cdf, unifor
 from collapse_lib.loop import FilterContext, Step, run
 from collapse_lib.metrics import entropy, total_variation
 from collapse_lib.regimes import Regime
+from collapse_lib.results import Results
 from collapse_lib.runtime import check_choice, check_fraction, check_positive_int
 
 #: Two log-scores closer than this are a tie (count-based models produce exactly equal floats for
@@ -575,7 +576,7 @@ class ChainMetrics:
 
 def run_conditions(
     conditions: Mapping[str, tuple[Regime, Callable[[FilterContext], Any] | None]], **kwargs: Any
-) -> pd.DataFrame:
+) -> Results:
     """:func:`collapse_lib.loop.run` once per ``{label: (regime, filter)}``, on the same seeds.
 
     Like :func:`collapse_lib.loop.compare`, but each condition has its own filter (``None``: no
@@ -583,12 +584,12 @@ def run_conditions(
     """
     if not conditions:
         raise ValueError("conditions must name at least one (regime, filter) pair")
-    frames = []
+    runs = []
     for label, pair in conditions.items():
         if not (isinstance(pair, tuple) and len(pair) == 2):
             raise ValueError(f"condition {label!r} must be a (regime, filter) pair")
-        frames.append(run(regime=pair[0], filter=pair[1], condition=label, **kwargs))
-    return pd.concat(frames, ignore_index=True)
+        runs.append(run(regime=pair[0], filter=pair[1], condition=label, **kwargs))
+    return Results.concat(runs)
 
 
 # --------------------------------------------------------------------------------------------

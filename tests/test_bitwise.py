@@ -250,7 +250,7 @@ def test_collapse_loop_ordering_of_coarse_nll():
             filter=f,
             progress=False,
         )
-        out[name] = df.pivot_table(index="generation", columns="metric", values="value")
+        out[name] = df.frame.pivot_table(index="generation", columns="metric", values="value")
     g0 = out["replace"].loc[0, "nll_coarse"]
     last = {k: v.loc[3, "nll_coarse"] for k, v in out.items()}
     # observed (seeds 0-5): replace +9.9..+11.9, filter -0.07..+0.06, mixture - filter +1.5..+2.5

@@ -13,7 +13,7 @@ from collapse_lib.categorical import (
     token_variance,
     zipf,
 )
-from collapse_lib.loop import compare, wide
+from collapse_lib.loop import compare
 from collapse_lib.regimes import regime
 from collapse_lib.runtime import seed_generators
 
@@ -63,11 +63,11 @@ def test_sampling_matches_probabilities():
 
 
 def test_accumulate_never_loses_a_real_token(runs):
-    assert np.all(wide(runs, "same").loc["accumulate"].to_numpy() == 1)
+    assert np.all(runs.wide("same").loc["accumulate"].to_numpy() == 1)
 
 
 def test_replace_support_only_shrinks(runs):
-    alive = wide(runs, "alive").loc["replace"].to_numpy()
+    alive = runs.wide("alive").loc["replace"].to_numpy()
     assert np.all(np.diff(alive, axis=0) <= 0)
     assert alive[-1].mean() < alive[0].mean() - 2  # and it does shrink
 
@@ -76,7 +76,7 @@ def test_replace_support_only_shrinks(runs):
 def test_token_variance_matches_theory(runs, condition):
     theory = token_variance(P, T, N, condition)[-1]
     for k in FREQUENT:
-        x = wide(runs, f"p{k}").loc[condition].to_numpy()[-1]
+        x = runs.wide(f"p{k}").loc[condition].to_numpy()[-1]
         assert abs(x.mean() - P[k]) <= 4 * x.std(ddof=1) / np.sqrt(S)  # E p_hat = p
         # SE of a sample variance: sqrt((m4 - s^4) / S)
         se = np.sqrt((np.mean((x - x.mean()) ** 4) - x.var() ** 2) / S)

@@ -176,8 +176,9 @@ def test_tidy_epochs_feeds_the_standard_figure():
         [tab.assign(label="DCCA", replicate=0), tab.assign(label="DCCA", replicate=1)],
         ("r2", "f1"),
     )
-    assert set(tidy.columns) == {"generation", "seed", "condition", "metric", "value"}
+    assert set(tidy.frame.columns) == {"generation", "seed", "condition", "metric", "value"}
     assert len(tidy) == 8
+    np.testing.assert_allclose(tidy.curve("f1", "DCCA"), [0.5, 0.6])
     with pytest.raises(ValueError, match="replicate"):
         cca.tidy_epochs([tab.assign(label="DCCA")])
     with pytest.raises(ValueError, match="empty"):

@@ -16,6 +16,7 @@ from scipy.stats import binom
 from collapse_lib import curation as C
 from collapse_lib import regime, run
 from collapse_lib.loop import FilterContext, Learner
+from collapse_lib.modular import PromptModel
 from collapse_lib.runtime import seed_generators
 
 SEED = 0
@@ -48,7 +49,7 @@ def five(task):
 
 
 def mean_pass(df, condition, t):
-    return C.curve(df, "pass@1", condition)[t].mean()
+    return df.final("pass@1", condition, generation=t)[0]
 
 
 def ctx_for(candidates, model, truth, seeds=S):
@@ -61,12 +62,14 @@ def ctx_for(candidates, model, truth, seeds=S):
 def test_generation_zero_is_the_base_model(task, five):
     df, _ = five
     for c in ("C0", "C4"):
-        np.testing.assert_allclose(C.curve(df, "pass@1", c)[0], task.q0.mean(1), atol=1e-6)
+        np.testing.assert_allclose(
+            df.per_seed("pass@1", c).to_numpy()[0], task.q0.mean(1), atol=1e-6
+        )
 
 
 def test_sampling_frequencies_and_zero_probability_answers():
     probs = np.array([[[0.2, 0.5, 0.3, 0.0], [0.0, 0.0, 1.0, 0.0]]])  # S = 1, P = 2, A = 4
-    x = C.PromptModel(probs).sample(20000, seed_generators(SEED, 1))
+    x = PromptModel(probs).sample(20000, seed_generators(SEED, 1))
     assert x.shape == (1, 20000, 2, 4) and set(np.unique(x)) <= {0.0, 1.0}
     np.testing.assert_array_equal(x.sum(-1), 1.0)
     freq = x[0].mean(0)
@@ -83,12 +86,14 @@ def test_a_replicate_alone_draws_what_it_draws_in_a_batch(task):
     batch = C.simulate({"x": cur}, task, seeds=S, **kw)
     alone = C.simulate({"x": cur}, one, seeds=[2], **kw)
     np.testing.assert_allclose(
-        C.curve(batch, "pass@1", "x")[:, 2], C.curve(alone, "pass@1", "x")[:, 0], rtol=1e-12
+        batch.per_seed("pass@1", "x").to_numpy()[:, 2],
+        alone.per_seed("pass@1", "x").to_numpy()[:, 0],
+        rtol=1e-12,
     )
 
 
 def test_verifier_acceptance_rates(task):
-    model = C.PromptModel(task.probs)
+    model = PromptModel(task.probs)
     cand = model.sample(K, seed_generators(SEED, S))
     kept = C.Verifier(0.8, 0.3)(ctx_for(cand, model, task))
     good = cand[..., 1] == 1
@@ -100,7 +105,7 @@ def test_verifier_acceptance_rates(task):
 
 
 def test_labeler_budget_accuracy_and_policies(task):
-    model = C.PromptModel(task.probs)
+    model = PromptModel(task.probs)
     cand = C.Verifier(1.0, 0.0)(ctx_for(model.sample(K, seed_generators(1, S)), model, task))
     accepted = cand.sum(axis=(1, 3))
     B = 300
@@ -135,7 +140,7 @@ def test_labeler_budget_accuracy_and_policies(task):
 
 
 def test_labels_through_the_verifier(task):
-    model = C.PromptModel(task.probs)
+    model = PromptModel(task.probs)
     cand = model.sample(K, seed_generators(SEED, S))
     lab = C.WeakLabeler(0.5, N, "uniform", weight=3.0, verifier=C.Verifier(1.0, 0.0))
     slot = lab(ctx_for(cand, model, task))[:, K]
@@ -146,11 +151,11 @@ def test_labels_through_the_verifier(task):
 def test_learner_update_rule_and_empty_prompts():
     probs = np.array([[[0.5, 0.5], [0.9, 0.1], [0.2, 0.8]]])
     counts = np.array([[[1.0, 3.0], [0.0, 0.0], [2.0, 0.0]]])
-    new = C.SmoothedLearner(2.0).refit(C.PromptModel(probs), counts).probs
+    new = C.SmoothedLearner(2.0).refit(PromptModel(probs), counts).probs
     np.testing.assert_allclose(new[0, 0], [(1 + 1) / 6, (3 + 1) / 6])
     np.testing.assert_allclose(new[0, 1], (2 * probs[0, 1]) / 2)
     np.testing.assert_allclose(new[0, 2], [(2 + 0.4) / 4, 1.6 / 4])
-    exact = C.SmoothedLearner(0.0).refit(C.PromptModel(probs), counts).probs
+    exact = C.SmoothedLearner(0.0).refit(PromptModel(probs), counts).probs
     np.testing.assert_allclose(exact[0, 1], probs[0, 1])  # no data: keep the model
     np.testing.assert_allclose(exact[0, 0], [0.25, 0.75])
 
@@ -175,7 +180,7 @@ def test_the_loop_warm_starts_learners_that_define_refit():
         seeds=1,
         metrics={"pass@1": C.pass_at_1},
     )
-    np.testing.assert_allclose(df["value"], 0.3)
+    np.testing.assert_allclose(df.frame["value"], 0.3)
 
 
 # ---- exact identities of the closed forms ------------------------------------------------------
@@ -230,14 +235,14 @@ def test_T1_T2_T3_no_curation_martingale_heterozygosity_and_diversity(task, five
     qT = rec_q(df, rec, "C0", T)
     d = (qT - q0).ravel()  # T1: a martingale, per-prompt increments independent
     assert abs(d.mean()) <= Z * d.std(ddof=1) / np.sqrt(d.size)
-    h = C.curve(df, "heterozygosity", "C0")  # T2
+    h = df.per_seed("heterozygosity", "C0").to_numpy()  # T2
     factor = C.heterozygosity_factor(K, LAM)
     for t in (T // 2, T):
         q = rec_q(df, rec, "C0", t)
         dev = (q * (1 - q) - q0 * (1 - q0) * factor**t).ravel()
         assert abs(dev.mean()) <= Z * dev.std(ddof=1) / np.sqrt(dev.size)
         assert abs(h[t].mean() / (h[0].mean() * factor**t) - 1) <= 0.10
-    p8 = C.curve(df, f"pass@{K}", "C0").mean(1)  # T3
+    p8 = df.curve(f"pass@{K}", "C0")  # T3
     assert p8[0] - p8[T] >= 0.2
 
 
@@ -250,7 +255,7 @@ def test_T4_T5_filter_alone_absorbs_zeros_and_plateaus(task, five):
     df, rec = five
     q0, qT = rec_q(df, rec, "C2", 0), rec_q(df, rec, "C2", T)
     np.testing.assert_array_equal(qT == 0, q0 == 0)  # T4, exactly
-    p1 = C.curve(df, "pass@1", "C2")
+    p1 = df.per_seed("pass@1", "C2").to_numpy()
     assert np.all(p1[T] <= C.coverage(q0) + 1e-12)
     assert p1[T].mean() - p1[T // 2].mean() <= 0.03  # T5
 
@@ -280,7 +285,7 @@ def test_T7_hard_set_thins_binomially(task, policy):
     f = 1.0 if policy == "oracle" else B / N
     cur = C.Curation(C.Verifier(1.0, 0.0), C.WeakLabeler(BETA, B, policy))
     df = C.simulate({"x": cur}, task, k=K, rounds=10, lam=LAM, seeds=S, seed=SEED)
-    H = C.curve(df, "unsolved", "x") * N  # (t, S)
+    H = df.per_seed("unsolved", "x").to_numpy() * N  # (t, S)
     if policy == "oracle":
         assert np.all(H[0] < B)  # every unsolved prompt is labelled, every round
     H0 = H[0].mean()
@@ -329,7 +334,7 @@ def test_T10_rounds_to_clear_the_hard_set(task, beta):
     pred = C.rounds_to_clear(RHO, eps, beta)
     cur = C.Curation(C.Verifier(1.0, 0.0), C.WeakLabeler(beta, N // 2, "hard"))
     df = C.simulate({"x": cur}, task, k=K, rounds=int(2 * pred) + 5, lam=LAM, seeds=S, seed=SEED)
-    got = np.median(first_passage(C.curve(df, "unsolved", "x"), eps))
+    got = np.median(first_passage(df.per_seed("unsolved", "x").to_numpy(), eps))
     rho_hat = C.coverage(task.q0).mean()
     assert abs(got - pred) <= max(2.0, 0.15 * pred), (got, pred, rho_hat)
 
@@ -368,11 +373,11 @@ def test_T11_spilled_labels_cap_accuracy_unless_filtered(task):
         (lambda: C.base_success(2, 10, rho=0.3, a=0.0), "a and b"),
         (lambda: C.binary_task(np.array([0.2, 0.3])), "q0"),
         (lambda: C.binary_task(np.array([[0.2, 1.3]])), "q0"),
-        (lambda: C.PromptModel(np.ones((1, 2, 2))), "sum to 1"),
-        (lambda: C.PromptModel(np.ones((2, 2))), "shape"),
+        (lambda: PromptModel(np.ones((1, 2, 2))), "sum to 1"),
+        (lambda: PromptModel(np.ones((2, 2))), "shape"),
         (lambda: C.Pretraining(np.full((1, 2, 2), 0.5), np.ones((2, 2), bool)), "correct"),
         (lambda: C.Pretraining(np.full((1, 3, 2), 0.5), np.eye(2, dtype=bool)), "disagree"),
-        (lambda: C.PromptModel(np.full((1, 2, 2), 0.5)).sample(0, []), "n"),
+        (lambda: PromptModel(np.full((1, 2, 2), 0.5)).sample(0, []), "n"),
         (lambda: C.Curation(), "Curation"),
         (lambda: C.pass_at(0), "k"),
         (lambda: C.below(2.0), "threshold"),
@@ -395,7 +400,7 @@ def test_bad_inputs_raise_value_error_naming_the_argument(make, match):
 
 
 def test_mismatched_shapes_raise(task):
-    model = C.PromptModel(task.probs)
+    model = PromptModel(task.probs)
     with pytest.raises(ValueError, match="seeds"):
         model.sample(3, seed_generators(SEED, S + 1))
     with pytest.raises(ValueError, match="counts"):

@@ -66,3 +66,27 @@ def test_image_pool_draws_distinct_images_per_replicate():
         pool.sample(101, seed_generators(0, 1))
     with pytest.raises(ValueError, match="shape"):
         data.ImagePool(x[0])
+
+
+def test_image_pool_indices_are_what_sample_draws():
+    x, _ = data.digits()
+    pool = data.ImagePool(x[:50])
+    idx = pool.indices(10, seed_generators(3, 2))
+    assert idx.shape == (2, 10) and pool.dim == 64
+    assert all(len(set(row)) == 10 for row in idx)  # without replacement
+    np.testing.assert_array_equal(pool.sample(10, seed_generators(3, 2)), x[:50][idx])
+
+
+def test_digits_order_is_a_seeded_permutation():
+    order = data.digits_order(0, 33)
+    assert sorted(order) == list(range(1797))
+    np.testing.assert_array_equal(order, data.digits_order(0, 33))
+    assert not np.array_equal(order, data.digits_order(0, 34))
+
+
+def test_text_corpus_is_letters_and_single_spaces():
+    zen = data.text_corpus("zen")
+    assert zen.startswith("the zen of python") and "  " not in zen
+    assert set(zen) <= set(" abcdefghijklmnopqrstuvwxyz")
+    with pytest.raises(ValueError, match="unknown source 'gutenberg'"):
+        data.text_corpus("gutenberg")

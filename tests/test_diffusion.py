@@ -205,7 +205,7 @@ def quick_run():
             condition=arm,
             progress=False,
         )
-        tables[arm] = df.pivot_table(index="generation", columns="metric", values="value")
+        tables[arm] = df.frame.pivot_table(index="generation", columns="metric", values="value")
     real = truth.sample(N, seed_generators(seed, 1))
     return tables, calibration(truth, F, real), G - 1
 

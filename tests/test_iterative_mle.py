@@ -37,20 +37,12 @@ from collapse_lib.iterative_mle import (
     squared_harmonic,
     tower_log_inv_width,
 )
-from collapse_lib.loop import compare, run, wide
+from collapse_lib.loop import compare, run
 from collapse_lib.regimes import regime
+from collapse_lib.results import mean_se
 from collapse_lib.runtime import rng, seed_generators
 
 REGIMES = {"accumulate": regime("accumulate"), "replace": regime("replace")}
-
-
-def table(df, metric: str, condition: str) -> np.ndarray:
-    """(generations, seeds) array of one metric."""
-    return wide(df, metric).loc[condition].to_numpy()
-
-
-def se(x: np.ndarray) -> float:
-    return float(np.std(x, ddof=1) / np.sqrt(len(x)))
 
 
 # ----------------------------------------------------------------------------- closed forms
@@ -87,12 +79,14 @@ def test_known_variance_mean_pi2_over_6():
         progress=False,
     )
     for c in REGIMES:
-        sq = table(df, "sq", c)
-        assert np.all(table(df, "var", c) == 1.0)  # the variance is known, never refitted
+        sq = df.per_seed("sq", c).to_numpy()
+        assert np.all(
+            df.per_seed("var", c).to_numpy() == 1.0
+        )  # the variance is known, never refitted
         theory = known_variance_mean_mse(T, n, c)
         # (mu - mu*)^2 is theory * chi^2_1: relative SE sqrt(2/S) = 3.2 %; 4 SE
         assert abs(sq[-1].mean() - theory[-1]) <= 4 * np.sqrt(2 / S) * theory[-1]
-    acc, rep = table(df, "sq", "accumulate"), table(df, "sq", "replace")
+    acc, rep = df.per_seed("sq", "accumulate").to_numpy(), df.per_seed("sq", "replace").to_numpy()
     assert acc[-1].mean() / acc[0].mean() <= np.pi**2 / 6 * 1.15
     assert rep[-1].mean() / rep[0].mean() >= 0.8 * T
     # Doob's L2 inequality: E max_t (mu_t - mu*)^2 <= 4 (sigma^2/n) H_T (a hard bound)
@@ -123,12 +117,14 @@ def gaussian_runs():
 
 
 def test_gaussian_accumulate_variance_product(gaussian_runs):
-    var = table(gaussian_runs, "var", "accumulate")[-1]
-    sq = table(gaussian_runs, "sq", "accumulate")[-1]
-    assert abs(var.mean() - 0.96762) <= 4 * se(var)  # E sigma^2 = P_100(50)
-    assert abs(sq.mean() - 0.03238) <= 4 * se(sq)  # E (mu - mu*)^2 = 1 - P_100(50)
+    var = gaussian_runs.per_seed("var", "accumulate").to_numpy()[-1]
+    sq = gaussian_runs.per_seed("sq", "accumulate").to_numpy()[-1]
+    assert abs(var.mean() - 0.96762) <= 4 * mean_se(var)[1]  # E sigma^2 = P_100(50)
+    assert abs(sq.mean() - 0.03238) <= 4 * mean_se(sq)[1]  # E (mu - mu*)^2 = 1 - P_100(50)
     # the spec's SE formula sqrt(2 H_T / (n S)) agrees with the sample SE
-    assert se(var) == pytest.approx(np.sqrt(2 * squared_harmonic(100)[-1] / (50 * 2000)), rel=0.2)
+    assert mean_se(var)[1] == pytest.approx(
+        np.sqrt(2 * squared_harmonic(100)[-1] / (50 * 2000)), rel=0.2
+    )
 
 
 def test_gaussian_accumulate_error_ratio():
@@ -145,14 +141,14 @@ def test_gaussian_accumulate_error_ratio():
             seed=13,
             progress=False,
         )
-        err = table(df, "err", "accumulate")
+        err = df.per_seed("err", "accumulate").to_numpy()
         ratios.append(err[-1].mean() / err[0].mean())
     assert all(1.1 <= r <= 1.45 for r in ratios), ratios  # sims 1.26-1.28
 
 
 def test_gaussian_replace_log_variance(gaussian_runs):
     S, n, T = 2000, 50, 100
-    logvar = np.log(table(gaussian_runs, "var", "replace"))
+    logvar = np.log(gaussian_runs.per_seed("var", "replace").to_numpy())
     mean = T * (digamma((n - 1) / 2) - np.log(n / 2))
     sd = np.sqrt(T * polygamma(1, (n - 1) / 2))
     assert (mean, sd) == pytest.approx((-4.0750, 2.0411), abs=1e-4)
@@ -163,13 +159,19 @@ def test_gaussian_replace_log_variance(gaussian_runs):
 
 
 def test_conservation_law(gaussian_runs):
-    acc = (table(gaussian_runs, "var", "accumulate") + table(gaussian_runs, "sq", "accumulate"))[-1]
-    rep = (table(gaussian_runs, "var", "replace") + table(gaussian_runs, "sq", "replace"))[-1]
-    assert abs(acc.mean() - 1.0) <= min(0.05, 4 * se(acc))
+    acc = (
+        gaussian_runs.per_seed("var", "accumulate").to_numpy()
+        + gaussian_runs.per_seed("sq", "accumulate").to_numpy()
+    )[-1]
+    rep = (
+        gaussian_runs.per_seed("var", "replace").to_numpy()
+        + gaussian_runs.per_seed("sq", "replace").to_numpy()
+    )[-1]
+    assert abs(acc.mean() - 1.0) <= min(0.05, 4 * mean_se(acc)[1])
     # replace: heavy right tail, so the spec's 15 % (about 4.5 SE at S = 2000) rather than 4 SE
     assert abs(rep.mean() - 1.0) <= 0.15
     # the mass moved from width to location: a real effect, not a tautology
-    assert table(gaussian_runs, "var", "replace")[-1].mean() < 0.3
+    assert gaussian_runs.per_seed("var", "replace").to_numpy()[-1].mean() < 0.3
 
 
 # ------------------------------------------------------ 6. Beta(theta, 1): scale invariance
@@ -189,7 +191,7 @@ def test_beta_scale_invariance_and_ratio():
             seed=14,  # the same seeds: common random numbers U, x = U^(1/theta)
             progress=False,
         )
-        ratios[theta0] = table(df, "ratio", "accumulate")
+        ratios[theta0] = df.per_seed("ratio", "accumulate").to_numpy()
     np.testing.assert_allclose(ratios[0.1], ratios[1.0], rtol=0, atol=1e-10)
     r = ratios[1.0]
     rms = np.sqrt(np.mean((r[-1] - 1) ** 2) / np.mean((r[0] - 1) ** 2))
@@ -268,7 +270,7 @@ def spike_run(n: int, generations: int, seeds, lam: float = 200.0, seed: int = 2
         seed=seed,
         progress=False,
     )
-    return table(df, "tv", "accumulate")
+    return df.per_seed("tv", "accumulate").to_numpy()
 
 
 def test_spike_rounds_1_and_2():
@@ -370,7 +372,7 @@ def test_h_family_creep_independent_of_n():
             seed=31,
             progress=False,
         )
-        hit = first_arrival(table(df, "frontier", "accumulate"), 2).astype(float)
+        hit = first_arrival(df.per_seed("frontier", "accumulate").to_numpy(), 2).astype(float)
         hit[hit < 0] = np.inf  # censored at the horizon
         medians.append(np.median(hit))
     assert all(8 <= m <= 45 for m in medians), medians
@@ -420,10 +422,10 @@ def test_construction2_collapse_round_depends_on_n_only_through_J():
             seed=11,
             progress=False,
         )
-        sp = table(df, "spiked", "accumulate").astype(bool)
+        sp = df.per_seed("spiked", "accumulate").to_numpy().astype(bool)
         assert np.all(sp[1:] >= sp[:-1])  # once collapsed, always collapsed
         frac[n] = sp[-1].mean()
-        tv[n] = np.unique(np.round(table(df, "tv", "accumulate")[-1][sp[-1]], 6))
+        tv[n] = np.unique(np.round(df.per_seed("tv", "accumulate").to_numpy()[-1][sp[-1]], 6))
     se = np.sqrt(2 * 0.25 / 100)  # SE of a difference of two fractions, at most
     assert abs(frac[10] - frac[100_000]) <= 4 * se, frac
     assert frac[10] >= 0.4 and frac[10**10] <= frac[10] - 0.3, frac
@@ -448,7 +450,7 @@ def test_bounded_spike_alpha_scales_like_one_over_n():
             seed=5,
             progress=False,
         )
-        alpha = table(df, "tv", "accumulate")[-1]
+        alpha = df.per_seed("tv", "accumulate").to_numpy()[-1]
         q[n] = np.quantile(n * alpha, [0.5, 0.9])
         assert alpha.max() < 0.25  # no seed jumps to the collapsed value
     assert np.all(np.abs(np.log(q[50] / q[200])) <= np.log(1.6)), q
@@ -490,3 +492,42 @@ def test_exercise_checkers(capsys):
     assert check("ch1-ex-round2", 0.2) is True
     assert check("ch1-ex-round2", 0.24) is False  # the exact-MLE limit is not the answer
     assert "correct" in capsys.readouterr().out
+
+
+# ----------------------------------------------------------------------------- figures
+
+
+def test_figure_helpers_draw_on_the_given_axes():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from collapse_lib import iterative_mle as im
+
+    gauss = compare(
+        {f"{name}, n=20": r for name, r in REGIMES.items()},
+        learner=GaussianMLE(),
+        truth=Gaussian(0.0, 1.0),
+        n=20,
+        generations=5,
+        metrics={"variance": lambda s: s.model.var, "location": lambda s: s.model.mean**2},
+        seeds=4,
+        seed=0,
+    )
+    colors = {"accumulate, n=20": "C0", "replace, n=20": "C1", "n=50": "C2"}
+    fig, axes = plt.subplots(1, 7)
+    im.plot_variance_closed_forms(axes[0], 5, [20], colors)
+    im.plot_replace_mean_median(axes[1], gauss.where(condition="replace, n=20"), 5, [20], colors)
+    sub = gauss.where(condition="accumulate, n=20")
+    total = (sub.per_seed("variance") + sub.per_seed("location")).to_numpy()
+    im.plot_conservation(axes[2], sub, total, title="accumulate")
+    x = np.linspace(-0.2, 3.2, 101)
+    assert im.plot_spike_log_density(axes[3], SpikeFamily(50), x, 50) > 10
+    ns, tv = np.array([20.0, 50.0]), [np.array([0.01, 0.02, 0.3])] * 2
+    im.plot_spike_round1(axes[4], ns, tv, np.array([0.5, 1.0]))
+    im.plot_spike_round2(axes[4], ns, tv, 3, 0.25)
+    im.plot_final_n_alpha(axes[5], {"n=50": np.array([0.01, 0.2])}, [50], colors)
+    im.plot_batch_ratios(axes[6], np.array([1.1, 1.3]), 1.2, 100, 100)
+    assert all(ax.has_data() for ax in axes)
+    plt.close(fig)

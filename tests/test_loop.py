@@ -14,14 +14,15 @@ from collapse_lib.gaussian import (
     replace_log_variance,
     replace_variance_mean,
 )
-from collapse_lib.loop import COLUMNS, Learner, wide
+from collapse_lib.loop import Learner, pack, unpack
 from collapse_lib.regimes import polynomial_decay
+from collapse_lib.results import COLUMNS, Results
 
 VAR = {"variance": lambda step: step.model.var}
 
 
 def small_run(**kwargs):
-    """A small Gaussian replace run (4 seeds, n = 5, 3 generations), ``kwargs`` overriding."""
+    """The tidy frame of a small Gaussian replace run (4 seeds, n = 5, 3 generations)."""
     args = dict(
         learner=GaussianMLE(),
         truth=Gaussian(0.0, 1.0),
@@ -31,13 +32,14 @@ def small_run(**kwargs):
         metrics=VAR,
         seeds=4,
     )
-    return run(**(args | kwargs))
+    return run(**(args | kwargs)).frame
 
 
 MOMENTS = {"variance": lambda step: step.model.var, "err2": lambda step: step.model.mean**2}
 
 
 def simulate(name, *, n=20, generations=20, seeds=2000, seed=0, learner=None, alpha=None):
+    """The loop's tidy frame (``Results.frame``) of a Gaussian chain."""
     return run(
         learner or GaussianMLE(),
         Gaussian(0.0, 1.0),
@@ -47,11 +49,11 @@ def simulate(name, *, n=20, generations=20, seeds=2000, seed=0, learner=None, al
         metrics=MOMENTS,
         seeds=seeds,
         seed=seed,
-    )
+    ).frame
 
 
 def per_generation(df, metric):
-    return wide(df, metric).to_numpy()  # rows: generation (one condition), columns: seeds
+    return Results(df).wide(metric).to_numpy()  # rows: generation (one condition), columns: seeds
 
 
 def test_replace_matches_closed_form_within_monte_carlo_error():
@@ -115,7 +117,7 @@ def test_same_seed_same_table_and_other_seed_other_table():
     c = simulate("replace", seeds=100, generations=10, seed=4)
     pd.testing.assert_frame_equal(a, b)
     assert not np.allclose(a["value"], c["value"])
-    assert list(a.columns) == COLUMNS
+    assert list(a.columns) == list(COLUMNS)
 
 
 def test_batched_and_per_seed_learner_agree():
@@ -150,7 +152,7 @@ def test_compare_shares_generation_zero_across_conditions():
         generations=3,
         metrics=VAR,
         seeds=5,
-    )
+    ).frame
     g0 = df[df["generation"] == 0].pivot(index="seed", columns="condition", values="value")
     np.testing.assert_array_equal(g0["replace"], g0["accumulate"])
     assert set(df["condition"]) == {"replace", "accumulate"}
@@ -171,7 +173,7 @@ def test_sample_size_schedule_and_alpha_schedule():
         generations=4,
         metrics={"size": lambda s: np.full(len(s.seeds), s.data.shape[1])},
         seeds=3,
-    )
+    ).frame
     assert df.groupby("generation")["value"].first().tolist() == [10, 20, 30, 40]
 
 
@@ -195,7 +197,7 @@ def test_filter_sees_the_loop_state_and_can_oversample():
         metrics=VAR,
         seeds=200,
         filter=keep_central_half,
-    )
+    ).frame
     plain = simulate("replace", n=20, generations=5, seeds=200)
     assert seen["t"] == 4 and isinstance(seen["model0"], Gaussian)
     # keeping the central half of the samples shrinks the variance much faster
@@ -345,3 +347,24 @@ def test_learner_fit_defaults_to_fit_summary_of_summarize():
             pass
 
         Bare().fit(np.zeros((1, 2)))
+
+
+def test_run_names_a_learner_or_truth_without_the_protocol():
+    kwargs = {"n": 5, "generations": 2, "metrics": VAR, "seeds": 2}
+    with pytest.raises(ValueError, match="learner must have fit"):
+        run(object(), Gaussian(0.0, 1.0), regime("replace"), **kwargs)
+    with pytest.raises(ValueError, match="truth must have sample"):
+        run(GaussianMLE(), object(), regime("replace"), **kwargs)
+
+
+def test_pack_and_unpack_round_trip():
+    X, Y = np.arange(24.0).reshape(2, 4, 3), np.arange(8.0).reshape(2, 4)
+    data = pack(X, Y)
+    assert data.shape == (2, 4, 4)
+    X2, Y2 = unpack(data, 3)
+    np.testing.assert_array_equal(X2, X)
+    np.testing.assert_array_equal(Y2[..., 0], Y)
+    with pytest.raises(ValueError, match="must agree on the leading"):
+        pack(X, np.ones((2, 5)))
+    with pytest.raises(ValueError, match="more than p=4 columns"):
+        unpack(data, 4)

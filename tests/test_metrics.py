@@ -120,3 +120,20 @@ def test_ridge_r2_cv_equals_the_sklearn_pipeline():
     pred = cross_val_predict(model, z, t, cv=KFold(5, shuffle=True, random_state=0))
     ref = np.mean(1 - ((t - pred) ** 2).sum(0) / ((t - t.mean(0)) ** 2).sum(0))
     assert metrics.ridge_r2_cv(z, t, alpha=2.0) == pytest.approx(ref, abs=1e-12)
+
+
+def test_slopes_recover_exact_lines_and_power_laws():
+    from collapse_lib.metrics import local_slopes, loglog_slope, per_seed_slope
+
+    x = np.array([1.0, 2.0, 4.0, 8.0])
+    v = np.stack([3 * x + 1, -2 * x])
+    np.testing.assert_allclose(per_seed_slope(x, v), [3.0, -2.0])
+    np.testing.assert_allclose(loglog_slope(x, 5 * x**-1.5), -1.5)
+    np.testing.assert_allclose(loglog_slope(x, np.stack([x**2, x**0.5])), [2.0, 0.5])
+    np.testing.assert_allclose(local_slopes(x, x**3), 3.0)
+    with pytest.raises(ValueError, match="values must have shape"):
+        per_seed_slope(x, np.ones((2, 3)))
+    with pytest.raises(ValueError, match="positive"):
+        loglog_slope(x, -x)
+    with pytest.raises(ValueError, match="x and y must be 1-D"):
+        local_slopes(x, np.ones(3))

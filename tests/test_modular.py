@@ -47,7 +47,7 @@ def runs():
 
 
 def final(df, condition, metric="pass@1", t=T):
-    return C.curve(df, metric, condition)[t].mean()
+    return df.final(metric, condition, generation=t)[0]
 
 
 def test_answer_key_and_task():
@@ -64,7 +64,9 @@ def test_answer_key_and_task():
 
 
 def test_all_conditions_start_from_the_same_base_model(runs):
-    start = [C.curve(runs, "pass@1", c)[0] for c in ("self", "filter", "uniform", "hard")]
+    start = [
+        runs.per_seed("pass@1", c).to_numpy()[0] for c in ("self", "filter", "uniform", "hard")
+    ]
     for s in start[1:]:
         np.testing.assert_allclose(s, start[0], rtol=1e-6)
 
@@ -85,14 +87,14 @@ def test_L1_L2_focusing_the_labels_helps(runs):
 
 
 def test_L3_filter_alone_plateaus_and_forgets(runs):
-    p1 = C.curve(runs, "pass@1", "filter").mean(1)
+    p1 = runs.curve("pass@1", "filter")
     assert abs(p1[T] - p1[5]) <= 0.02
-    dead = C.curve(runs, "dead", "filter").mean(1)
+    dead = runs.curve("dead", "filter")
     assert dead[T] > dead[0]  # unseen prompts drift away: not in the strong-learner model
 
 
 def test_L4_self_training_collapses(runs):
-    p8 = C.curve(runs, "pass@8", "self").mean(1)
+    p8 = runs.curve("pass@8", "self")
     assert p8[0] - p8[T] >= 0.08
     assert final(runs, "self") <= final(runs, "self", t=0) + 0.01
 

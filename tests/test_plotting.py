@@ -3,7 +3,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from collapse_lib.plotting import plot_metric_vs_generation, set_style, summarize
+from collapse_lib.plotting import plot_metric_vs_generation, set_style
+from collapse_lib.results import Results
 
 
 @pytest.fixture
@@ -14,21 +15,28 @@ def table():
         for s in range(4)
         for c in ("a", "b")
     ]
-    return pd.DataFrame(rows, columns=["generation", "seed", "condition", "metric", "value"])
+    return Results(
+        pd.DataFrame(rows, columns=["generation", "seed", "condition", "metric", "value"])
+    )
 
 
-def test_summarize_bands(table):
-    se = summarize(table, "variance", "se")
+def test_bands(table):
+    se = table.band("variance", "se")
     a0 = se[(se.condition == "a") & (se.generation == 0)].iloc[0]
     vals = 1.0 + 0.01 * np.arange(4)
     assert a0.center == pytest.approx(vals.mean())
     assert a0.high - a0.center == pytest.approx(2 * vals.std(ddof=1) / 2)
-    iqr = summarize(table, "variance", "iqr")
+    iqr = table.band("variance", "iqr")
     assert iqr.center.iloc[0] == pytest.approx(np.median(vals))
     with pytest.raises(ValueError, match="unknown band"):
-        summarize(table, "variance", "ci")
+        table.band("variance", "ci")
     with pytest.raises(ValueError, match="unknown metric 'bias'"):
-        summarize(table, "bias")
+        table.band("bias")
+
+
+def test_the_figure_takes_results_only(table):
+    with pytest.raises(ValueError, match="results must be a Results"):
+        plot_metric_vs_generation(table.frame, "variance")
 
 
 def test_standard_figure_has_labels_legend_and_theory(table):
@@ -45,7 +53,7 @@ def test_colors_stay_with_their_condition_and_ticks_are_whole_generations(table)
     import matplotlib.colors as mcolors
 
     palette = {"a": "red", "b": "blue"}
-    ax = plot_metric_vs_generation(table[table.condition == "b"], "variance", colors=palette)
+    ax = plot_metric_vs_generation(table.where(condition="b"), "variance", colors=palette)
     (line,) = [ln for ln in ax.get_lines() if ln.get_label() == "b"]
     assert mcolors.same_color(line.get_color(), "blue")
     assert all(float(t).is_integer() for t in ax.get_xticks())
@@ -65,7 +73,9 @@ def _tidy(replicates, conditions=("a", "b"), gens=4):
         for i, c in enumerate(conditions)
         for s in range(replicates.get(c, 3) if isinstance(replicates, dict) else replicates)
     ]
-    return pd.DataFrame(rows, columns=["generation", "seed", "condition", "metric", "value"])
+    return Results(
+        pd.DataFrame(rows, columns=["generation", "seed", "condition", "metric", "value"])
+    )
 
 
 def test_one_replicate_gets_no_band_and_the_legend_says_so():
@@ -83,7 +93,7 @@ def test_one_replicate_gets_no_band_and_the_legend_says_so():
     assert len(ax.collections) == 1  # b's band only
     ax = plot_metric_vs_generation(_tidy(1), "m", band="iqr")
     assert "simulation median, IQR" not in _legend(ax)
-    assert summarize(_tidy(1), "m")["replicates"].eq(1).all()
+    assert _tidy(1).band("m")["replicates"].eq(1).all()
     plt.close("all")
 
 

@@ -1,9 +1,9 @@
-"""Tests of collapse_lib.regression: the spec's checks C1-C8, theory identities, bad inputs.
+"""Tests of collapse_lib.regression: the chapter's checks C1-C8, theory identities, bad inputs.
 
 Monte Carlo checks use the chapter's quick sizes and a fixed seed. Where a formula is exact in
 expectation (C1, C4) the simulation must also lie within 4 standard errors of it (the seed-to-seed
 spread, computed from the run itself); where the theory is a high-dimensional deterministic
-equivalent (C2, C5) it carries an O(1/d) bias, so the spec's ratio tolerances (at least 2.5x the
+equivalent (C2, C5) it carries an O(1/d) bias, so ratio tolerances (at least 2.5x the
 worst case seen over 8-12 independent master seeds) are used.
 """
 
@@ -16,6 +16,9 @@ from sklearn.linear_model import Ridge
 from threadpoolctl import threadpool_limits
 
 from collapse_lib import regression as R
+from collapse_lib.data import ImagePool
+from collapse_lib.loop import pack, unpack
+from collapse_lib.metrics import local_slopes, loglog_slope, per_seed_slope
 from collapse_lib.runtime import seed_generators
 
 SEED = 0
@@ -44,7 +47,7 @@ def test_least_squares_matches_lstsq_over_and_under_parameterized():
         design = R.GaussianDesign(np.linspace(0.5, 2.0, d))
         data = R.LinearModel(np.ones(d), 0.7, design).sample(n, rngs)
         w = R.LeastSquares(design, 0.7).fit(data).w
-        X, Y = R.split(data, d)
+        X, Y = unpack(data, d)
         ref = np.stack(
             [np.linalg.lstsq(x, y[:, 0], rcond=None)[0] for x, y in zip(X, Y, strict=True)]
         )
@@ -85,9 +88,22 @@ def test_chain_batched_equals_per_seed_and_chunked():
     np.testing.assert_allclose(per_seed.weights, batched.weights, rtol=1e-12, atol=1e-13)
     np.testing.assert_array_equal(chunked.weights, batched.weights)
     np.testing.assert_array_equal(batched.weights[:, 0], np.broadcast_to(w0, (6, 20)))
-    assert sorted(batched.table["generation"].unique()) == list(range(5))
-    gen = batched.table.pivot(index="seed", columns="generation", values="value").to_numpy()
+    assert sorted(batched.results.frame["generation"].unique()) == list(range(5))
+    gen = batched.results.per_seed("generator_error").T.to_numpy()
     np.testing.assert_allclose(gen, R.excess_risk(batched.weights, w0, e), rtol=1e-12)
+
+
+def test_results_keep_the_row_order_of_the_tables_they_replace():
+    values = np.arange(6.0).reshape(2, 3)  # (S, N): chain_table lists seed by seed
+    f = R.chain_table(values, [4, 7], "m", "c").frame
+    assert list(f["seed"]) == [4, 4, 4, 7, 7, 7] and list(f["generation"]) == [0, 1, 2] * 2
+    np.testing.assert_array_equal(f["value"], values.reshape(-1))
+    e, w0 = np.ones(3), np.ones(3)
+    chain = R.linear_chain(e, w0, T0=8, sigma0=1.0, n_max=2, seeds=[5, 2], seed=0)
+    f = chain.results.frame  # the loop's order: generation by generation, n = 0 (truth) first
+    assert list(f["generation"]) == [0, 0, 1, 1, 2, 2] and list(f["seed"]) == [5, 2] * 3
+    expected = R.excess_risk(chain.weights, w0, e).T.reshape(-1)
+    np.testing.assert_allclose(f["value"], expected, rtol=1e-12)
 
 
 def test_student_t_design_has_the_covariance_and_heavier_tails():
@@ -127,13 +143,13 @@ def test_c1_ols_error_grows_linearly_as_predicted():
     mean, se = mean_se(err)
     assert np.max(np.abs(mean / theory - 1)) <= 0.10
     assert np.max(np.abs(mean - theory) / se) <= Z
-    slopes = R.per_seed_slope(n, err)
+    slopes = per_seed_slope(n, err)
     s_mean, s_se = mean_se(slopes)
     exact_slope = d / (T0 - d - 1)
     assert 0.9 <= s_mean / exact_slope <= 1.1
     assert abs(s_mean - exact_slope) <= Z * s_se
     # the generators' own error: n sigma0^2 d / (T0 - d - 1), exact
-    gen = chain.table.pivot(index="seed", columns="generation", values="value").to_numpy()
+    gen = chain.results.per_seed("generator_error").T.to_numpy()
     g_mean, g_se = mean_se(gen[:, 1:])
     assert np.max(np.abs(g_mean - n[1:] * exact_slope) / g_se) <= Z
 
@@ -164,7 +180,7 @@ def test_c2_ridge_error_matches_theory(isotropic_sweep):
     for T, (err, theory) in out.items():
         ratio = err.mean(0) / theory.error(ns)
         assert np.max(np.abs(ratio - 1)) <= 0.10, T
-        slopes = R.per_seed_slope(ns, np.moveaxis(err, 1, 2).reshape(-1, ns.size))
+        slopes = per_seed_slope(ns, np.moveaxis(err, 1, 2).reshape(-1, ns.size))
         slope_ratio = slopes.reshape(err.shape[0], lams.size).mean(0) / theory.increment()
         small = lams <= 1
         assert np.all((slope_ratio[small] >= 0.9) & (slope_ratio[small] <= 1.1)), T
@@ -194,7 +210,7 @@ def test_c4_exponential_forgetting():
     for psi in (0.25, 0.5, 0.75):
         T0 = int(psi * d)
         chain = R.linear_chain(e, w0, T0=T0, sigma0=0.0, n_max=N, seeds=S, seed=SEED)
-        gen = chain.table.pivot(index="seed", columns="generation", values="value").to_numpy()
+        gen = chain.results.per_seed("generator_error").T.to_numpy()
         mean, se = mean_se(gen)
         theory = R.forgetting_error(n, d=d, T0=T0)
         np.testing.assert_allclose(theory, 1 - psi**n, rtol=1e-12)
@@ -206,7 +222,7 @@ def test_c4_noisy_forgetting():
     d, T0, S, N, sigma0 = 200, 100, 50, 8, 0.3
     e, w0 = np.ones(d), np.ones(d) / np.sqrt(d)
     chain = R.linear_chain(e, w0, T0=T0, sigma0=sigma0, n_max=N, seeds=S, seed=SEED)
-    gen = chain.table.pivot(index="seed", columns="generation", values="value").to_numpy()
+    gen = chain.results.per_seed("generator_error").T.to_numpy()
     mean, se = mean_se(gen[:, 1:])
     theory = R.forgetting_error(np.arange(1, N + 1), d=d, T0=T0, sigma0=sigma0)
     assert np.max(np.abs(mean - theory) / se) <= Z
@@ -216,7 +232,7 @@ def test_c4b_reused_design_does_not_forget_further():
     d, T0, S = 200, 100, 50
     e, w0 = np.ones(d), np.ones(d) / np.sqrt(d)
     chain = R.linear_chain(e, w0, T0=T0, sigma0=0.0, n_max=8, seeds=S, seed=SEED, reuse_design=True)
-    gen = chain.table.pivot(index="seed", columns="generation", values="value").to_numpy()
+    gen = chain.results.per_seed("generator_error").T.to_numpy()
     assert np.max(np.ptp(gen[:, 1:], axis=1)) <= 1e-8  # P P = P: nothing more is lost after n = 1
     assert np.max(np.abs(gen[:, 1:].mean(0) - (1 - T0 / d))) <= 0.02
 
@@ -247,14 +263,14 @@ def test_c5_power_law_scaling():
         ],
         axis=-1,
     )  # (n, [ridgeless, adaptive], T)
-    assert -2.4 <= R.loglog_slope(Ts, err[0, 0]) <= -1.7  # C5a
-    assert abs(R.loglog_slope(Ts, err[1, 0])) <= 0.25  # C5b
+    assert -2.4 <= loglog_slope(Ts, err[0, 0]) <= -1.7  # C5a
+    assert abs(loglog_slope(Ts, err[1, 0])) <= 0.25  # C5b
     assert err[1, 0, -1] / err[1, 0, 0] >= 0.5
     theory = [
         R.ridge_theory(e, w0, T**-ell, T=int(T), T0=T0, sigma=0.0, sigma0=1.0).error(1) for T in Ts
     ]
-    sim_slope = R.loglog_slope(Ts, err[1, 1])
-    assert abs(sim_slope - R.loglog_slope(Ts, np.array(theory))) <= 0.15  # C5c
+    sim_slope = loglog_slope(Ts, err[1, 1])
+    assert abs(sim_slope - loglog_slope(Ts, np.array(theory))) <= 0.15  # C5c
     assert sim_slope < -0.35
     assert err[1, 1, -1] / err[1, 0, -1] <= 0.2  # C5d
 
@@ -351,7 +367,7 @@ def test_c7_crossover_and_optimal_lambda_grow_with_n():
         ]
         for n in (0, 1, 10)
     }
-    slope = {n: R.local_slopes(Ts, np.array([b for _, b in v]))[-1] for n, v in best.items()}
+    slope = {n: local_slopes(Ts, np.array([b for _, b in v]))[-1] for n, v in best.items()}
     assert slope[10] - slope[0] >= 0.8
     assert best[10][-1][0] > best[1][-1][0]
 
@@ -391,6 +407,10 @@ def test_bad_inputs_raise_value_errors_naming_the_argument():
         (lambda: R.linear_chain(-e, w0, T0=10, sigma0=1.0, n_max=1), "eigs"),
         (lambda: R.GaussianDesign(e).sample(0, seed_generators(0, 2)), "n"),
         (lambda: R.ols_error(1, d=10, T=11, T0=50, sigma=1, sigma0=1), "T must"),
+        (
+            lambda: R.ridge_theory_isotropic(0.1, d=10, T=10, T0=5, w0_norm2=1, sigma=1, sigma0=1),
+            "T0",
+        ),
         (lambda: R.ols_error(1, d=10, T=50, T0=11, sigma=1, sigma0=1), "T0"),
         (lambda: R.ridge_theory(e, w0, 0.1, T=10, T0=5, sigma=1, sigma0=1), "T0"),
         (lambda: R.ridge_theory(e, w0, -0.1, T=10, T0=50, sigma=1, sigma0=1), "lams"),
@@ -400,9 +420,9 @@ def test_bad_inputs_raise_value_errors_naming_the_argument():
         (lambda: R.power_law_target(10, 2.0, 0.0), "r"),
         (lambda: R.RidgePath(np.ones((2, 5, 3)), np.ones((2, 5, 1)), form="dual"), "form"),
         (lambda: R.RidgePath(np.ones((2, 5, 3)), np.ones((2, 4, 1))), "X must"),
-        (lambda: R.pack(np.ones((2, 5, 3)), np.ones((2, 4))), "X"),
-        (lambda: R.split(np.ones((2, 5, 3)), 3), "p="),
-        (lambda: R.PoolDesign(np.ones((5, 2))).sample(6, seed_generators(0, 1)), "n=6"),
+        (lambda: pack(np.ones((2, 5, 3)), np.ones((2, 4))), "X"),
+        (lambda: unpack(np.ones((2, 5, 3)), 3), "p="),
+        (lambda: ImagePool(np.ones((5, 2))).sample(6, seed_generators(0, 1)), "got 6"),
         (
             lambda: R.downstream_errors(
                 np.ones((2, 1, 5)), e, w0, T=10, sigma=1.0, lams=[0.1], rngs=R.downstream_rngs(0, 3)
@@ -416,7 +436,7 @@ def test_bad_inputs_raise_value_errors_naming_the_argument():
             "weights",
         ),
         (lambda: R.load_digits_task(0, n_test=0), "n_test"),
-        (lambda: R.local_slopes(np.ones(3), np.ones(4)), "x and y"),
+        (lambda: local_slopes(np.ones(3), np.ones(4)), "x and y"),
         (lambda: R.StudentTDesign(e, 2.0), "nu"),
         (
             lambda: R.linear_chain(

@@ -25,8 +25,11 @@ def test_presets_select_and_validate():
     assert p.select("quick")["n"] == 10 and p.select("full")["n"] == 100
     with pytest.raises(ValueError, match="unknown mode 'fast'; valid: 'quick', 'full'"):
         p.select("fast")
-    with pytest.raises(ValueError, match="same names"):
+    with pytest.raises(ValueError, match="quick preset may only override full-mode names"):
         Presets(quick={"n": 1}, full={"m": 1})
+    only_full = Presets(full={"n": 100, "m": 2}, quick={"m": 1})  # quick names what differs
+    assert dict(only_full.select("quick")) == {"n": 100, "m": 1}
+    assert dict(Presets(full={"n": 5}).select("quick")) == {"n": 5}
     with pytest.raises(TypeError):
         p.select("quick")["n"] = 3  # read-only
 

@@ -13,7 +13,7 @@ import pytest
 from collapse_lib import conditional as C
 from collapse_lib import regression as R
 from collapse_lib import verification as V
-from collapse_lib.loop import FilterContext, wide
+from collapse_lib.loop import FilterContext
 from collapse_lib.regimes import regime
 from collapse_lib.runtime import seed_generators
 
@@ -23,7 +23,7 @@ A = {"S": 16, "m": 100, "K": 10, "n": 2000, "beta": 3.0, "lam": 0.1, "T": 10, "N
 
 def mean_curve(df, metric):
     """(generation x condition) table of the mean over seeds."""
-    return wide(df, metric).mean(axis=1).unstack(0)
+    return df.wide(metric).mean(axis=1).unstack(0)
 
 
 @pytest.fixture(scope="module")
@@ -124,7 +124,7 @@ def test_coverage_grows_geometrically_but_slower_than_the_bound(tabular):
     slope, icpt = np.polyfit(t, y, 1)
     r2 = 1 - ((y - slope * t - icpt) ** 2).sum() / ((y - y.mean()) ** 2).sum()
     assert slope >= 0.15 and r2 >= 0.9  # slope 0.267 +- 0.008, R^2 0.989 +- 0.006
-    c0 = wide(tabular, "min_confidence").loc["naive"].loc[0].mean()
+    c0 = tabular.wide("min_confidence").loc["naive"].loc[0].mean()
     assert slope < np.log(V.growth_factor(c0))  # ln a(C0_hat) = 0.97 +- 0.03
 
 
@@ -156,7 +156,7 @@ def test_coverage_floor_with_the_verified_set_sizes_is_the_plateau():
     )
     sizes = cm.verified.sum(-1)
     floor = V.verified_coverage_floor(A["n"], A["m"], A["K"], A["lam"], sizes)
-    diff = wide(df, "coverage").to_numpy()[-1] - floor
+    diff = df.wide("coverage").to_numpy()[-1] - floor
     assert abs(diff.mean()) <= 4 * diff.std(ddof=1) / np.sqrt(A["S"])
 
 
@@ -173,7 +173,7 @@ def test_linear_gaussian_naive_error_matches_its_recursion():
         seeds=S,
         seed=SEED,
     )
-    err = wide(df, "error").to_numpy()
+    err = df.wide("error").to_numpy()
     theory = C.linear_gaussian_error(6, d, n, 0.5)
     assert np.all(np.abs(err.mean(1) - theory) <= 4 * err.std(1, ddof=1) / np.sqrt(S))
 
@@ -181,11 +181,11 @@ def test_linear_gaussian_naive_error_matches_its_recursion():
 def test_bound_chain_holds_for_every_seed_and_generation(tabular):
     """Check 9: Err_t <= eps + P[G_t(y+) <= 1 - tau] <= eps + (1 - tau) C_t, exactly."""
     for cond in ("naive", "real", "sv"):
-        get = {m: wide(tabular, m).loc[cond].to_numpy() for m in V.ChainMetrics.NAMES}
+        get = {m: tabular.wide(m).loc[cond].to_numpy() for m in V.ChainMetrics.NAMES}
         low, high = V.bound_chain(get["residual"], get["low_confidence"], get["coverage"], 0.5)
         assert np.all(get["error"] <= low + 1e-12)
         assert np.all(low <= high + 1e-12)
-    assert wide(tabular, "error").loc["naive"].to_numpy()[-1].max() > 0  # not vacuous
+    assert tabular.wide("error").loc["naive"].to_numpy()[-1].max() > 0  # not vacuous
 
 
 def test_one_candidate_is_the_naive_chain_number_for_number():
@@ -204,7 +204,8 @@ def test_one_candidate_is_the_naive_chain_number_for_number():
         **common,
     )
     np.testing.assert_array_equal(
-        df[df.condition == "a"].value.to_numpy(), df[df.condition == "a "].value.to_numpy()
+        df.where(condition="a").frame["value"].to_numpy(),
+        df.where(condition="a ").frame["value"].to_numpy(),
     )
 
 
@@ -264,7 +265,7 @@ def test_population_map_predicts_the_first_verified_generation():
         seeds=S,
         seed=SEED,
     )
-    diff = wide(df, "mass").to_numpy()[1] - wide(df, "map").to_numpy()[0]
+    diff = df.wide("mass").to_numpy()[1] - df.wide("map").to_numpy()[0]
     assert abs(diff.mean()) <= 4 * diff.std(ddof=1) / np.sqrt(S)
     assert abs(diff.mean()) <= 0.01
 
@@ -294,8 +295,8 @@ def test_naive_chain_without_smoothing_fixes_the_soft_error():
         seeds=S,
         seed=SEED,
     )
-    err = wide(df, "error").to_numpy()
-    diff = err[-1] - wide(df, "fixation").to_numpy()[-1]
+    err = df.wide("error").to_numpy()
+    diff = err[-1] - df.wide("fixation").to_numpy()[-1]
     assert abs(diff.mean()) <= 4 * diff.std(ddof=1) / np.sqrt(S)  # z = 0.5 +- 1.2 (10 seeds)
     assert diff.mean() + err[-1].mean() > err[0].mean() + 0.1  # far above Err(G_0)
 
