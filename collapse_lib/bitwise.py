@@ -41,6 +41,7 @@ import numpy as np
 from collapse_lib.loop import Learner, Step
 from collapse_lib.metrics import frechet_distance
 from collapse_lib.runtime import (
+    Stream,
     check_nonnegative,
     check_positive_int,
     linear_init,
@@ -50,10 +51,6 @@ from collapse_lib.runtime import (
 )
 from collapse_lib.watermark import bitmark_bias, check_stages, zscore
 
-INIT_KEY = 81  #: replicate ``s`` initialises its network from ``rng(seed, INIT_KEY, s)``
-SHUFFLE_KEY = 82  #: ... and shuffles its minibatches with ``rng(seed, SHUFFLE_KEY, s)``
-MASK_KEY = 83  #: MADE's hidden degrees (part of the architecture, shared by all replicates)
-METRIC_KEY = 84  #: the evaluation samples of :class:`LoopMetrics`
 LN2 = float(np.log(2.0))
 
 
@@ -166,9 +163,12 @@ def overlap(bits_a: np.ndarray, bits_b: np.ndarray, bits_per_token: int) -> dict
 
 
 def made_degrees(length: int, hidden: int, layers: int, seed: int) -> list[np.ndarray]:
-    """Sorted random hidden degrees in ``1..L-1`` per layer, from ``rng(seed, MASK_KEY, l)``."""
+    """Sorted random hidden degrees in ``1..L-1`` per layer ``l``.
+
+    From ``rng(seed, Stream.BITWISE_MASK, l)``.
+    """
     return [
-        np.sort(rng(seed, MASK_KEY, layer).integers(1, length, size=hidden))
+        np.sort(rng(seed, Stream.BITWISE_MASK, layer).integers(1, length, size=hidden))
         for layer in range(layers)
     ]
 
@@ -373,9 +373,9 @@ class BitwiseAR(Learner):
         The (fixed, private) tokenizer of the model owner.
     seeds
         The replicates (as passed to the loop): one network each. Replicate ``s`` initialises
-        from ``torch_generator(rng(seed, INIT_KEY, s))`` and shuffles with
-        ``rng(seed, SHUFFLE_KEY, s)``; both restart with every fit, so a replicate's numbers do
-        not depend on which other replicates run beside it.
+        from ``torch_generator(rng(seed, Stream.BITWISE_INIT, s))`` and shuffles with
+        ``rng(seed, Stream.BITWISE_SHUFFLE, s)``; both restart with every fit, so a replicate's
+        numbers do not depend on which other replicates run beside it.
     seed
         The root seed (also fixes MADE's degrees, :func:`made_degrees`).
     hidden, epochs, batch
@@ -432,7 +432,9 @@ class BitwiseAR(Learner):
             "W3": ((H, L), H),
             "b3": ((1, L), H),
         }
-        gens = [torch_generator(rng(self.seed, INIT_KEY, s), self.device) for s in self.seeds]
+        gens = [
+            torch_generator(rng(self.seed, Stream.BITWISE_INIT, s), self.device) for s in self.seeds
+        ]
         params = linear_init(layers, gens, self.device)
         params["Ws"] = torch.zeros((S, L, L), device=self.device)
         return params
@@ -479,7 +481,9 @@ class BitwiseAR(Learner):
         if self.skip:
             groups.append({"params": [params["Ws"]], "lr": self.skip_lr})
         opt = torch.optim.Adam(groups)
-        shuffle = [torch_generator(rng(self.seed, SHUFFLE_KEY, s), "cpu") for s in self.seeds]
+        shuffle = [
+            torch_generator(rng(self.seed, Stream.BITWISE_SHUFFLE, s), "cpu") for s in self.seeds
+        ]
         rows = torch.arange(S, device=self.device)[:, None]
         for _ in range(self.epochs):
             perm = torch.stack([torch.randperm(n, generator=g) for g in shuffle]).to(self.device)
@@ -509,15 +513,16 @@ class BitwiseAR(Learner):
 
 
 def digits_split(seed: int = 0, n_train: int = 1500) -> dict[str, np.ndarray]:
-    """scikit-learn's digits (pixels in ``[0, 1]``) shuffled with ``rng(seed, 86)``: the first
-    ``n_train`` train the tokenizer, the models and the feature network; the rest are held out."""
+    """scikit-learn's digits (pixels in ``[0, 1]``), shuffled with
+    ``rng(seed, Stream.BITWISE_DIGITS, 0)``: the first ``n_train`` train the tokenizer, the
+    models and the feature network; the rest are held out."""
     from collapse_lib.data import digits, digits_order
 
     x, y = digits()
     n_train = check_positive_int(n_train, "n_train")
     if not 2 <= n_train <= len(x) - 2:
         raise ValueError(f"n_train must lie in [2, {len(x) - 2}], got {n_train}")
-    order = digits_order(seed, 86)
+    order = digits_order(seed, Stream.BITWISE_DIGITS, 0)
     tr, te = order[:n_train], order[n_train:]
     return {"train": x[tr], "train_labels": y[tr], "test": x[te], "test_labels": y[te]}
 
@@ -559,7 +564,7 @@ class DigitFeatures:
         x, y = np.asarray(images, dtype=float), np.asarray(labels)
         if x.ndim != 2 or y.shape != (len(x),):
             raise ValueError(f"images (n, D) and labels (n,) disagree: {x.shape}, {y.shape}")
-        state = int(rng(seed, 85).integers(2**31 - 1))
+        state = int(rng(seed, Stream.BITWISE_STATE, 0).integers(2**31 - 1))
         clf = MLPClassifier(hidden_layer_sizes=(64,), max_iter=300, random_state=state)
         with warnings.catch_warnings():  # 300 Adam epochs suffice for features (accuracy ~0.98)
             warnings.simplefilter("ignore", ConvergenceWarning)
@@ -591,7 +596,8 @@ class LoopMetrics:
     ============== ===========================================================================
 
     The evaluation samples use the model's temperature and ``delta = 0``; replicate ``s`` at
-    generation ``t`` draws them from ``rng(seed, METRIC_KEY, t, s)`` (never the loop's streams).
+    generation ``t`` draws them from ``rng(seed, Stream.BITWISE_METRIC, t, s)`` (never the
+    loop's streams).
     """
 
     NAMES = ("nll", "nll_coarse", "nll_fine", "fd", "z")
@@ -636,7 +642,7 @@ class LoopMetrics:
     def _update(self, step: Step) -> None:
         model: BitModel = step.model
         nll = model.nll(self.test_bits).mean(axis=1)  # (S, stages)
-        gens = [rng(self.seed, METRIC_KEY, step.generation, s) for s in step.seeds]
+        gens = [rng(self.seed, Stream.BITWISE_METRIC, step.generation, s) for s in step.seeds]
         bits = model.sample_bits(self.n_eval, gens, delta=0.0)
         images = self.tokenizer.decode(bits)
         self._values = {

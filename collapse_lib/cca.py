@@ -21,7 +21,7 @@ import pandas as pd
 
 from collapse_lib.metrics import effective_rank, nesum, ridge_r2_cv, svc_f1_cv
 from collapse_lib.results import Results
-from collapse_lib.runtime import check_choice, check_nonnegative, check_positive_int, rng
+from collapse_lib.runtime import Stream, check_choice, check_nonnegative, check_positive_int, rng
 
 METHODS = ("dcca", "nr", "nronly")
 REDUCES = ("mean", "sum")
@@ -223,7 +223,7 @@ def init_encoders(
     import torch
 
     with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(int(rng(seed, 7, 10).integers(2**62)))
+        torch.manual_seed(int(rng(seed, Stream.TWO_VIEWS, 10).integers(2**62)))
         return [make_encoder(int(d), k, hidden, depth).to(device) for d in dims]
 
 
@@ -296,14 +296,18 @@ def train_dcca(
     encoders = init_encoders([x1.shape[1], x2.shape[1]], k, hidden, depth, seed, device)
     params = [p for f in encoders for p in f.parameters()]
     opt = torch.optim.Adam(params, lr=lr, weight_decay=weight_decay)
-    shuffle_gen = torch.Generator(device="cpu").manual_seed(int(rng(seed, 7, 11).integers(2**62)))
-    noise_gen = torch.Generator(device=device).manual_seed(int(rng(seed, 7, 12).integers(2**62)))
+    shuffle_gen = torch.Generator(device="cpu").manual_seed(
+        int(rng(seed, Stream.TWO_VIEWS, 11).integers(2**62))
+    )
+    noise_gen = torch.Generator(device=device).manual_seed(
+        int(rng(seed, Stream.TWO_VIEWS, 12).integers(2**62))
+    )
 
     e1, e2 = (np.asarray(data[v][te], dtype=np.float64) for v in ("x1", "x2"))
     t_eval = np.asarray(data["tasks"][te])
     labels = data.get("labels")
     y_eval = None if labels is None else np.asarray(labels)[te]
-    a_eval = rng(seed, 7, 13).standard_normal(e1.shape)
+    a_eval = rng(seed, Stream.TWO_VIEWS, 13).standard_normal(e1.shape)
     noise_corr_x = float(canonical_correlations_np(e1, a_eval, eps).mean())
     x1_np, x2_np = (np.asarray(data[v][tr], dtype=np.float64) for v in ("x1", "x2"))
 

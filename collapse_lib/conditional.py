@@ -47,6 +47,7 @@ from collapse_lib.categorical import stationary_distribution
 from collapse_lib.loop import Learner, pack, unpack
 from collapse_lib.metrics import empirical_distribution
 from collapse_lib.runtime import (
+    Stream,
     check_nonnegative,
     check_positive_int,
     check_probabilities,
@@ -60,9 +61,6 @@ Generators = Sequence[np.random.Generator]
 
 #: Spawn-key prefixes of this module's random truths (two-element keys never collide with the
 #: loop's one-element replicate streams).
-KEY_TABULAR_TRUTH = 4001
-KEY_MARKOV_TRUTH = 4002
-KEY_LINEAR_TRUTH = 4003
 
 
 # --------------------------------------------------------------------------------------------
@@ -310,14 +308,14 @@ def random_tabular(
 ) -> ConditionalCategorical:
     """A random truth ``P*(. | x) = softmax(beta z_x)``, ``z_x ~ N(0, I_K)`` i.i.d. [book's toy].
 
-    Replicate ``s`` draws its table from ``rng(seed, KEY_TABULAR_TRUTH, s)``; inputs are uniform.
+    Replicate ``s`` draws its table from ``rng(seed, Stream.TABULAR_TRUTH, s)``; inputs are uniform.
     ``beta`` sets how peaked the truth is (larger: higher top-1 confidence).
     """
     m = check_positive_int(n_inputs, "n_inputs")
     K = check_positive_int(labels, "labels")
     check_nonnegative(beta, "beta")
     z = np.stack(
-        [rng(seed, KEY_TABULAR_TRUTH, s).standard_normal((m, K)) for s in seed_list(seeds)]
+        [rng(seed, Stream.TABULAR_TRUTH, s).standard_normal((m, K)) for s in seed_list(seeds)]
     )
     return ConditionalCategorical(softmax(beta * z, axis=-1))
 
@@ -444,14 +442,17 @@ def random_linear(
 ) -> LinearGaussian:
     """A random truth ``y = w*^T x + noise eps`` with ``w* ~ N(0, I/d)`` per replicate [book's toy].
 
-    Replicate ``s`` draws ``w*`` from ``rng(seed, KEY_LINEAR_TRUTH, s)``.
+    Replicate ``s`` draws ``w*`` from ``rng(seed, Stream.LINEAR_TRUTH, s)``.
     """
     d = check_positive_int(dim, "dim")
     if d != design.dim:
         raise ValueError(f"dim ({d}) must equal the design's dimension ({design.dim})")
     check_nonnegative(noise, "noise")
     w = np.stack(
-        [rng(seed, KEY_LINEAR_TRUTH, s).standard_normal(d) / np.sqrt(d) for s in seed_list(seeds)]
+        [
+            rng(seed, Stream.LINEAR_TRUTH, s).standard_normal(d) / np.sqrt(d)
+            for s in seed_list(seeds)
+        ]
     )
     return LinearGaussian(w, noise**2, design)
 
@@ -609,7 +610,7 @@ def random_markov(
     """A random truth: rows ``P*(. | c) ~ Dirichlet(concentration)``, prompts ``~ pi*`` [book].
 
     ``pi*`` is the stationary distribution, which also weights the contexts in metrics
-    (``transition.inputs``). Replicate ``s`` uses ``rng(seed, KEY_MARKOV_TRUTH, s)``. Rows are
+    (``transition.inputs``). Replicate ``s`` uses ``rng(seed, Stream.MARKOV_TRUTH, s)``. Rows are
     floored at ``1e-12`` and renormalised so that every transition has positive probability.
     """
     V = check_positive_int(vocabulary, "vocabulary")
@@ -617,7 +618,7 @@ def random_markov(
         raise ValueError(f"concentration must be a finite number > 0, got {concentration!r}")
     P = np.stack(
         [
-            rng(seed, KEY_MARKOV_TRUTH, s).dirichlet(np.full(V, float(concentration)), size=V)
+            rng(seed, Stream.MARKOV_TRUTH, s).dirichlet(np.full(V, float(concentration)), size=V)
             for s in seed_list(seeds)
         ]
     )

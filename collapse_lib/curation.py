@@ -61,6 +61,7 @@ from collapse_lib.modular import PromptModel, answer_probs, sum_answers
 from collapse_lib.regimes import regime
 from collapse_lib.results import Results
 from collapse_lib.runtime import (
+    Stream,
     check_choice,
     check_fraction,
     check_nonnegative,
@@ -71,7 +72,6 @@ from collapse_lib.runtime import (
 
 Rngs = Sequence[np.random.Generator]
 POLICIES: tuple[str, ...] = ("uniform", "hard", "oracle", "adaptive")
-BASE_KEY = 5  #: spawn-key prefix of the base model's draws: ``rng(seed, BASE_KEY, s)``
 
 
 def _nonneg_int(value: Any, name: str) -> int:
@@ -159,8 +159,8 @@ def base_success(
     """The base model's success probabilities ``q_0``, shape ``(S, P)`` [derived].
 
     A fraction ``rho`` of the prompts is unsolvable (``q_0 = 0``, each prompt independently);
-    the others have ``q_0 ~ Beta(a, b)``. Replicate ``s`` draws from ``rng(seed, BASE_KEY, s)``,
-    a stream the loop's replicate streams never use.
+    the others have ``q_0 ~ Beta(a, b)``. Replicate ``s`` draws from
+    ``rng(seed, Stream.BASE_MODEL, s)``, a stream the loop's replicate streams never use.
     """
     seeds = seed_list(seeds)
     P = check_positive_int(prompts, "prompts")
@@ -169,7 +169,7 @@ def base_success(
         raise ValueError(f"a and b must be > 0, got a={a!r}, b={b!r}")
     out = np.empty((len(seeds), P))
     for i, s in enumerate(seeds):
-        g = rng(seed, BASE_KEY, s)
+        g = rng(seed, Stream.BASE_MODEL, s)
         q = g.beta(a, b, P)
         q[g.random(P) < rho] = 0.0
         out[i] = q

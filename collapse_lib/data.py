@@ -15,7 +15,7 @@ from typing import Any
 
 import numpy as np
 
-from collapse_lib.runtime import check_choice, check_nonnegative, check_positive_int, rng
+from collapse_lib.runtime import Stream, check_choice, check_nonnegative, check_positive_int, rng
 
 
 @lru_cache(maxsize=1)
@@ -42,6 +42,8 @@ def digits() -> tuple[np.ndarray, np.ndarray]:
 
 def digits_order(seed: int, *key: int) -> np.ndarray:
     """A random order of the 1797 digits from ``rng(seed, *key)``: every chapter's split.
+
+    ``key`` is a :class:`~collapse_lib.runtime.Stream` and its index.
 
     A chapter splits the digits by taking the first rows of this order for one part and the
     rest for the other; its stream ``key`` keeps its split independent of its other draws.
@@ -104,7 +106,7 @@ def digits_halves(seed: int = 0, n_train: int = 900, min_sd: float = 0.1) -> dic
     pixels = np.flatnonzero(x.std(0) >= min_sd)
     if pixels.size == 0:
         raise ValueError(f"no pixel has a standard deviation of at least min_sd={min_sd}")
-    order = rng(seed, 7, 20).permutation(len(x))
+    order = rng(seed, Stream.TWO_VIEWS, 20).permutation(len(x))
     x, y = x[order], y[order]
     img = x.reshape(-1, 8, 8) * 16.0
     train = slice(0, n_train)
@@ -154,7 +156,7 @@ def multiview_synthetic(
     if not 0.0 <= c <= 1.0:
         raise ValueError(f"common_rate must lie in [0, 1], got {common_rate!r}")
     noise = check_nonnegative(noise, "noise")
-    g_rng = rng(seed, 7, 0)
+    g_rng = rng(seed, Stream.TWO_VIEWS, 0)
     s = d_god // 2
     m = int(round(c * s))
     sets = [np.arange(s), np.r_[np.arange(m), np.arange(s, 2 * s - m)]]
@@ -162,14 +164,14 @@ def multiview_synthetic(
     half = n // 2
     views = []
     for k, idx in enumerate(sets):
-        r = rng(seed, 7, 1 + k)
+        r = rng(seed, Stream.TWO_VIEWS, 1 + k)
         m1 = r.standard_normal((s, 2 * dim)) / np.sqrt(s)
         m2 = r.standard_normal((2 * dim, dim)) / np.sqrt(2 * dim)
         phi = np.tanh(g[:, idx] @ m1) @ m2
         x = phi + noise * phi.std(0) * r.standard_normal(phi.shape)
         mu, sd = x[:half].mean(0), x[:half].std(0)
         views.append(((x - mu) / sd).astype(np.float32))
-    r = rng(seed, 7, 3)
+    r = rng(seed, Stream.TWO_VIEWS, 3)
     w = r.standard_normal((d_god, n_tasks)) / np.sqrt(d_god)
     v = r.standard_normal((d_god, n_tasks)) / np.sqrt(d_god)
     b = r.uniform(-1, 1, n_tasks)

@@ -22,11 +22,11 @@ and the layers are ``torch.baddbmm`` calls, so ``S`` networks train as one (thei
 summed; parameters and Adam statistics never mix). On a CPU this saves nothing (the step is
 compute-bound, measured) but on a GPU it is what fills the device.
 
-Every draw is explicit: replicate ``s`` initializes from ``rng(seed, INIT_KEY, s)`` and draws
-its minibatches, times and noise from ``rng(seed, INIT_KEY + 1, s)``; both restart with each
-fit, so a fit is a deterministic function of its data (which lets the learner reuse a fit of
-identical data, e.g. generation 0 shared by every arm). Sampling draws from the loop's numpy
-generators through ``torch_generator``.
+Every draw is explicit: replicate ``s`` initializes from ``rng(seed, Stream.DIFFUSION_INIT, s)``
+and draws its minibatches, times and noise from ``rng(seed, Stream.DIFFUSION_TRAIN, s)``; both
+restart with each fit, so a fit is a deterministic function of its data (which lets the learner
+reuse a fit of identical data, e.g. generation 0 shared by every arm). Sampling draws from the
+loop's numpy generators through ``torch_generator``.
 
 The module also holds the chapter's data (:class:`DigitsTruth`, the PCA feature map) and the
 per-generation evaluation (:class:`MemorizationMetrics`).
@@ -45,11 +45,15 @@ import numpy as np
 
 from collapse_lib.data import ImagePool, digits, digits_order
 from collapse_lib.loop import Learner, Step
-from collapse_lib.runtime import check_positive_int, linear_init, rng, seed_list, torch_generator
+from collapse_lib.runtime import (
+    Stream,
+    check_positive_int,
+    linear_init,
+    rng,
+    seed_list,
+    torch_generator,
+)
 
-INIT_KEY = 31  #: spawn-key prefix of the networks' initializations: ``rng(seed, INIT_KEY, s)``
-SPLIT_KEY = 33  #: the real/held-out split of the digits: ``rng(seed, SPLIT_KEY)``
-EVAL_KEY = 34  #: evaluation samples of generation t: ``rng(seed, EVAL_KEY, s, t)``
 ROBUST_K = 4  #: neighbour rank of the sibling-robust spacing (above the typical sibling count)
 NEAR_COPY_QUANTILE = 0.01  #: share of held-out real digits the near-copy threshold lets through
 
@@ -248,7 +252,10 @@ class DDPM(Learner):
         layers = {}
         for j, (a, b) in enumerate(self.shapes(d)):
             layers[f"W{j}"], layers[f"b{j}"] = ((a, b), a), ((1, b), a)
-        gens = [torch_generator(rng(self.seed, INIT_KEY, s), self.device) for s in self.seeds]
+        gens = [
+            torch_generator(rng(self.seed, Stream.DIFFUSION_INIT, s), self.device)
+            for s in self.seeds
+        ]
         return linear_init(layers, gens, self.device)
 
     def eps(self, params: dict[str, Any], x: Any, t: Any) -> Any:
@@ -278,7 +285,10 @@ class DDPM(Learner):
         x0 = torch.as_tensor(data, dtype=torch.float32, device=self.device)
         params = {k: v.requires_grad_(True) for k, v in self.init(d).items()}
         opt = torch.optim.Adam(params.values(), lr=self.lr)
-        gens = [torch_generator(rng(self.seed, INIT_KEY + 1, s), self.device) for s in self.seeds]
+        gens = [
+            torch_generator(rng(self.seed, Stream.DIFFUSION_TRAIN, s), self.device)
+            for s in self.seeds
+        ]
         sab = self._table("abar").sqrt()
         s1ab = (1 - self._table("abar")).sqrt()
         B, chunk = self.batch, 100
@@ -335,9 +345,10 @@ class DDPM(Learner):
 class DigitsTruth:
     """The loop's truth: real 8x8 digits scaled to [-1, 1], split once into a pool and held-out.
 
-    ``rng(seed, SPLIT_KEY)`` permutes the 1797 digits; the first ``held_out`` are the held-out
-    set ``H`` (fits the feature map, calibrates the metrics), the rest is the pool from which
-    ``sample(n, rngs)`` draws each replicate's real training set without replacement.
+    ``rng(seed, Stream.DIFFUSION_DIGITS, 0)`` permutes the 1797 digits; the first ``held_out``
+    are the held-out set ``H`` (fits the feature map, calibrates the metrics), the rest is the
+    pool from which ``sample(n, rngs)`` draws each replicate's real training set without
+    replacement.
     """
 
     seed: int = 0
@@ -348,7 +359,7 @@ class DigitsTruth:
         self.held_out = check_positive_int(self.held_out, "held_out")
         if self.held_out > len(x) - 2:
             raise ValueError(f"held_out must be <= {len(x) - 2}, got {self.held_out}")
-        order = digits_order(self.seed, SPLIT_KEY)
+        order = digits_order(self.seed, Stream.DIFFUSION_DIGITS, 0)
         self.all = 2.0 * x - 1.0
         self.heldout = self.all[order[: self.held_out]]
         self.pool = self.all[order[self.held_out :]]
@@ -428,7 +439,8 @@ class MemorizationMetrics:
     """The chapter's per-generation numbers, one evaluation per (run, generation).
 
     At generation ``t`` the current model ``M_t`` (trained on ``D_t = step.model.data``) draws
-    ``m`` fresh evaluation samples ``E_t`` per seed from ``rng(seed, EVAL_KEY, s, t)``, and:
+    ``m`` fresh evaluation samples ``E_t`` per seed from
+    ``rng(seed, Stream.DIFFUSION_EVAL, s, t)``, and:
 
     * ``entropy_feat`` / ``entropy_pix``: Kozachenko-Leonenko ``H^_1(F(D_t))`` (d = 16) and
       ``H^_1(D_t)`` (d = 64);
@@ -509,7 +521,7 @@ class MemorizationMetrics:
         if key == self._key:
             return self._values
         model = step.model
-        gens = [rng(self.seed, EVAL_KEY, s, step.generation) for s in step.seeds]
+        gens = [rng(self.seed, Stream.DIFFUSION_EVAL, s, step.generation) for s in step.seeds]
         E = model.sample(self.m, gens)
         D = np.asarray(model.data)
         real = np.asarray(step.real)

@@ -39,6 +39,7 @@ import numpy as np
 
 from collapse_lib.loop import Learner
 from collapse_lib.runtime import (
+    Stream,
     check_fraction,
     check_positive_int,
     linear_init,
@@ -46,10 +47,6 @@ from collapse_lib.runtime import (
     seed_list,
     torch_generator,
 )
-
-TASK_KEY = 6  #: spawn-key prefix of the task's draws: ``rng(seed, TASK_KEY, s)``
-INIT_KEY = 7  #: spawn-key prefix of the networks' initializations: ``rng(seed, INIT_KEY, s)``
-
 
 # ---- answer models: distributions over the answers of every prompt ----------------------------
 
@@ -166,7 +163,7 @@ class ModularTask:
     ) -> ModularTask:
         """Each prompt is seen with probability ``seen_fraction``; ``pi(x) ~ U(*accuracy)``.
 
-        Replicate ``s`` draws from ``rng(seed, TASK_KEY, s)``.
+        Replicate ``s`` draws from ``rng(seed, Stream.MODULAR_TASK, s)``.
         """
         p = check_positive_int(p, "p")
         f = check_fraction(seen_fraction, "seen_fraction")
@@ -174,7 +171,7 @@ class ModularTask:
         if lo > hi:
             raise ValueError(f"accuracy must be (low, high) with low <= high, got {accuracy}")
         seeds = seed_list(seeds)
-        gens = [rng(seed, TASK_KEY, s) for s in seeds]
+        gens = [rng(seed, Stream.MODULAR_TASK, s) for s in seeds]
         seen = np.stack([g.random(p * p) < f for g in gens])
         acc = np.stack([g.uniform(lo, hi, p * p) for g in gens])
         return cls(p, seen, acc)
@@ -214,9 +211,10 @@ class ModularMLP(Learner):
         The replicates (as passed to the loop): one network each.
     seed : int
         Root seed: replicate ``s`` initializes its network from
-        ``torch_generator(rng(seed, INIT_KEY, s), device)`` and shuffles its minibatches with
-        ``torch_generator(rng(seed, INIT_KEY + 1, s), device)``; both restart with every fit
-        from scratch, so every run of the loop starts from the same networks and streams.
+        ``torch_generator(rng(seed, Stream.MODULAR_INIT, s), device)`` and shuffles its
+        minibatches with ``torch_generator(rng(seed, Stream.MODULAR_SHUFFLE, s), device)``; both
+        restart with every fit from scratch, so every run of the loop starts from the same
+        networks and streams.
     embed, hidden : int
         Embedding width (per operand) and hidden width.
     lr : float
@@ -261,7 +259,9 @@ class ModularMLP(Learner):
         import torch
 
         p, e, h = self.p, self.embed, self.hidden
-        gens = [torch_generator(rng(self.seed, INIT_KEY, s), self.device) for s in self.seeds]
+        gens = [
+            torch_generator(rng(self.seed, Stream.MODULAR_INIT, s), self.device) for s in self.seeds
+        ]
         # nn.Embedding: N(0, 1), drawn first by every generator; then nn.Linear's default
         embed = torch.stack([torch.randn((p, e), generator=g, device=self.device) for g in gens])
         layers = {
@@ -341,7 +341,8 @@ class ModularMLP(Learner):
     def fit_summary(self, counts: np.ndarray) -> ModularModel:
         """Pretrain from a fresh initialization (generation 0); restarts the shuffling streams."""
         self._shuffle = [
-            torch_generator(rng(self.seed, INIT_KEY + 1, s), self.device) for s in self.seeds
+            torch_generator(rng(self.seed, Stream.MODULAR_SHUFFLE, s), self.device)
+            for s in self.seeds
         ]
         return self.model(self.train(self.init(), counts, self.pretrain_epochs))
 

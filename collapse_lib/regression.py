@@ -45,6 +45,7 @@ from collapse_lib.loop import Learner, ModelRecorder, PerSeed, Step, pack, run, 
 from collapse_lib.regimes import regime
 from collapse_lib.results import Results
 from collapse_lib.runtime import (
+    Stream,
     check_choice,
     check_nonnegative,
     check_positive_int,
@@ -55,9 +56,6 @@ from collapse_lib.runtime import (
 
 #: Spawn-key prefixes of the chapter's auxiliary random streams (two or more elements, so they never
 #: coincide with the loop's one-element replicate streams).
-KEY_DOWNSTREAM = 2001
-KEY_FIXED_DESIGN = 2002
-KEY_DIGITS_SPLIT = 2003
 
 #: Covariates (numbers) per group of seeds in :func:`linear_chain`: 16 MB of float64, so that a
 #: group stays near the CPU caches (measured ~20 % faster than one big batch) and memory is bounded.
@@ -105,12 +103,12 @@ def _lams(lams: Any) -> np.ndarray:
 
 
 def downstream_rngs(seed: int, seeds: int | Sequence[int], *key: int) -> list[np.random.Generator]:
-    """One generator per replicate for an auxiliary purpose: ``rng(seed, KEY_DOWNSTREAM, *key, s)``.
+    """One generator per replicate for a downstream draw: ``rng(seed, Stream.DOWNSTREAM, *key, s)``.
 
     Independent of the loop's replicate streams, and replicate ``s`` gets the same stream whatever
     other replicates run beside it.
     """
-    return [rng(seed, KEY_DOWNSTREAM, *key, s) for s in seed_list(seeds)]
+    return [rng(seed, Stream.DOWNSTREAM, *key, s) for s in seed_list(seeds)]
 
 
 # --------------------------------------------------------------------------------------------
@@ -392,7 +390,7 @@ def linear_chain(
     for start in range(0, len(all_seeds), size):
         part = all_seeds[start : start + size]
         if reuse_design:
-            source = FixedDesign.draw(e, T0, [rng(seed, KEY_FIXED_DESIGN, s) for s in part])
+            source = FixedDesign.draw(e, T0, [rng(seed, Stream.FIXED_DESIGN, s) for s in part])
         else:
             source = GaussianDesign(e) if design is None else design
         learner = LeastSquares(source, sigma0)
@@ -844,13 +842,13 @@ class DigitsTask:
 
 
 def load_digits_task(seed: int, n_test: int = 500) -> DigitsTask:
-    """Split the digits into a pool and a test set with ``rng(seed, KEY_DIGITS_SPLIT, 0)``."""
+    """Split the digits into a pool and a test set (stream ``Stream.REGRESSION_DIGITS, 0``)."""
     n_test = check_positive_int(n_test, "n_test")
     X, y = digits()
     if n_test >= len(y):
         raise ValueError(f"n_test must be < {len(y)}, got {n_test}")
     Y = np.eye(10)[y] - 0.1
-    perm = digits_order(seed, KEY_DIGITS_SPLIT, 0)
+    perm = digits_order(seed, Stream.REGRESSION_DIGITS, 0)
     test, pool = perm[:n_test], perm[n_test:]
     gamma = 1.0 / np.median(pdist(X[pool], "sqeuclidean"))
     return DigitsTask(X[pool], Y[pool], X[test], Y[test], float(gamma))

@@ -13,6 +13,7 @@ import os
 import re
 import sys
 from collections.abc import Iterable, Mapping, Sequence
+from enum import IntEnum, unique
 from types import MappingProxyType
 from typing import Any
 
@@ -170,18 +171,74 @@ def seed_generators(seed: int, seeds: int | Sequence[int]) -> list[np.random.Gen
     ]
 
 
-def rng(seed: int, *key: int) -> np.random.Generator:
-    """A single generator for one named purpose of a chapter: ``rng(seed, 3)``, ``rng(seed, 3, 1)``.
+@unique
+class Stream(IntEnum):
+    """The registry of the book's named random streams: ``rng(seed, Stream.NAME, *index)``.
 
-    Keys are the spawn key, so different keys give independent streams and the
-    replicate streams of :func:`seed_generators` (one-element keys) are never reused
-    by a two-element key. ``seed`` and every key must be non-negative integers; anything
-    else raises ``ValueError`` naming it (``seed``, ``key[1]``, ...).
+    Replicate ``s`` of the loop owns the one-element spawn key ``(s,)``
+    (:func:`seed_generators`). Every other purpose draws from ``(Stream.NAME, *index)`` with at
+    least one index (``0`` for a purpose drawn once), so a named stream never meets a
+    replicate's, and no two purposes share a first element (``@unique``; the repository tests
+    check that the library and the chapters name their streams from here). The index is the
+    purpose's own: the replicate ``s``, the generation ``t``, a sub-purpose.
+    """
+
+    # chapter 1
+    SPIKE_LIMIT = 101  #: Monte Carlo draws of the round-1 limit law (index 0)
+    # chapter 2
+    DOWNSTREAM = 2001  #: downstream learners' covariates: ``(*key, s)``
+    FIXED_DESIGN = 2002  #: the fixed design of a chain: ``(s,)``
+    REGRESSION_DIGITS = 2003  #: the digits pool/test split (index 0)
+    # chapter 3
+    DIFFUSION_INIT = 31  #: a denoiser's initialization: ``(s,)``
+    DIFFUSION_TRAIN = 32  #: a denoiser's minibatches, times and noise: ``(s,)``
+    DIFFUSION_DIGITS = 33  #: the real/held-out split of the digits (index 0)
+    DIFFUSION_EVAL = 34  #: evaluation samples: ``(s, t)``
+    SELECTION_POOL = 35  #: a pool learner's choices: ``(s, pool size)``
+    CALIBRATION_SETS = 40  #: real training sets for calibration: ``(j,)``
+    SMOOTHED_SAMPLES = 42  #: samples of the smoothed-score sampler: ``(s,)``
+    # chapter 4
+    TABULAR_TRUTH = 4001  #: a random conditional table: ``(s,)``
+    MARKOV_TRUTH = 4002  #: a random Markov chain: ``(s,)``
+    LINEAR_TRUTH = 4003  #: a random linear-Gaussian truth: ``(s,)``
+    # chapter 5
+    BASE_MODEL = 5  #: the base model's success probabilities: ``(s,)``
+    MODULAR_TASK = 6  #: the modular-arithmetic task: ``(s,)``
+    MODULAR_INIT = 51  #: the transformer's initialization: ``(s,)``
+    MODULAR_SHUFFLE = 52  #: its minibatches: ``(s,)``
+    DIVERSITY = 55  #: the diversity exercise (index 0)
+    # chapter 6
+    CHAIN_TRUTH = 61  #: the true chains (index 0: the clean source, 1: the contaminant)
+    TEXT_SAMPLES = 63  #: printed text samples (index 0)
+    # chapter 7
+    TWO_VIEWS = (
+        7  #: the two-view data (0 latent, 1-2 views, 3 tasks, 20 digit halves), DCCA (10-13)
+    )
+    CCA_EXAMPLES = 71  #: the canonical-correlation examples (0: invariances, 1: CIP gaps)
+    NULL_CORRELATIONS = 75  #: the null-correlation exercise (index 0)
+    TRAIN_SEEDS = 79  #: seeds of the later training replicates (0: synthetic, 1: digits)
+    # chapter 8
+    WATERMARK = 8  #: the watermark chapter's draws: ``(*key, i)``
+    BITWISE_INIT = 81  #: the bit-plane model's initialization: ``(s,)``
+    BITWISE_SHUFFLE = 82  #: its minibatches: ``(s,)``
+    BITWISE_MASK = 83  #: MADE's hidden degrees (shared by all replicates): ``(layer,)``
+    BITWISE_METRIC = 84  #: evaluation samples: ``(t, s)``
+    BITWISE_STATE = 85  #: the scikit-learn classifier's random state (index 0)
+    BITWISE_DIGITS = 86  #: the digits split (index 0)
+
+
+def rng(seed: int, *key: int) -> np.random.Generator:
+    """The generator of one spawn key: ``rng(seed, Stream.NAME, *index)`` (see :class:`Stream`).
+
+    Different keys give independent streams. The library and the chapters always pass a
+    :class:`Stream` and at least one index, so that no named stream is a replicate stream of
+    :func:`seed_generators` (one-element keys). ``seed`` and every key must be non-negative
+    integers; anything else raises ``ValueError`` naming it (``seed``, ``key[1]``, ...).
     """
     seed = check_seed(seed, "seed")
     for i, k in enumerate(key):
         check_seed(k, f"key[{i}]")
-    return np.random.default_rng(np.random.SeedSequence(seed, spawn_key=tuple(key)))
+    return np.random.default_rng(np.random.SeedSequence(seed, spawn_key=tuple(int(k) for k in key)))
 
 
 Rngs = np.random.Generator | Sequence[np.random.Generator]

@@ -32,10 +32,9 @@ from typing import Any
 import numpy as np
 
 from collapse_lib.loop import FilterContext, Learner, as_numpy
-from collapse_lib.runtime import check_choice, check_fraction, check_positive_int, rng
+from collapse_lib.runtime import Stream, check_choice, check_fraction, check_positive_int, rng
 
 METHODS: tuple[str, ...] = ("greedy", "threshold", "random", "all")
-POOL_KEY = 35  #: random choices of a pool learner: ``rng(seed, POOL_KEY, s, pool size)``
 
 FeatureMap = Callable[[np.ndarray], np.ndarray]
 
@@ -191,8 +190,8 @@ class PoolSelection(Learner):
     share from every block, as the paper's vanilla accumulate; "greedy"/"threshold" select on
     ``features`` from the whole pool (the paper's accumulate + selection). When the pool holds
     exactly ``n`` points (generation 0) all are used, in order. Random choices of seed ``s``
-    come from ``rng(seed, POOL_KEY, s, pool size)``. The fitted model's ``info["real_fraction"]``
-    records the share of real points in the chosen set.
+    come from ``rng(seed, Stream.SELECTION_POOL, s, pool size)``. The fitted model's
+    ``info["real_fraction"]`` records the share of real points in the chosen set.
     """
 
     learner: Any
@@ -221,7 +220,7 @@ class PoolSelection(Learner):
         f = self.features or (lambda z: z)
         out = np.empty((S, self.n), dtype=int)
         for i, s in enumerate(self.seeds):
-            g = rng(self.seed, POOL_KEY, s, P)
+            g = rng(self.seed, Stream.SELECTION_POOL, s, P)
             if self.method == "random":
                 share = np.full(blocks, self.n // blocks)
                 share[g.choice(blocks, self.n % blocks, replace=False)] += 1

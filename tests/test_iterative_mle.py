@@ -516,7 +516,7 @@ def test_figure_helpers_draw_on_the_given_axes():
         seed=0,
     )
     colors = {"accumulate, n=20": "C0", "replace, n=20": "C1", "n=50": "C2"}
-    fig, axes = plt.subplots(1, 7)
+    fig, axes = plt.subplots(1, 8)
     im.plot_variance_closed_forms(axes[0], 5, [20], colors)
     im.plot_replace_mean_median(axes[1], gauss.where(condition="replace, n=20"), 5, [20], colors)
     sub = gauss.where(condition="accumulate, n=20")
@@ -526,7 +526,7 @@ def test_figure_helpers_draw_on_the_given_axes():
     assert im.plot_spike_log_density(axes[3], SpikeFamily(50), x, 50) > 10
     ns, tv = np.array([20.0, 50.0]), [np.array([0.01, 0.02, 0.3])] * 2
     im.plot_spike_round1(axes[4], ns, tv, np.array([0.5, 1.0]))
-    im.plot_spike_round2(axes[4], ns, tv, 3, 0.25)
+    im.plot_spike_round2(axes[7], ns, tv, 3, 0.25)
     im.plot_final_n_alpha(axes[5], {"n=50": np.array([0.01, 0.2])}, [50], colors)
     im.plot_batch_ratios(axes[6], np.array([1.1, 1.3]), 1.2, 100, 100)
     assert all(ax.has_data() for ax in axes)

@@ -157,3 +157,27 @@ def test_paper_modules_import_only_downward():
             allowed = CORE
         sideways = sorted(imported - allowed - {"__version__"})
         assert not sideways, f"{name} imports {sideways}, which are not below it"
+
+
+NAMED_STREAM = re.compile(
+    r"\b(?:rng|digits_order)\((?:self\.)?seed, (?P<purpose>[^,)]+)(?P<index>,[^)]*)?\)"
+)
+
+
+def test_the_library_and_the_chapters_name_every_stream():
+    """Every ``rng(seed, ...)`` of the library and the chapters names a ``Stream`` and an index."""
+    sources = {p: p.read_text() for p in sorted((ROOT / "collapse_lib").glob("*.py"))}
+    for nb in NOTEBOOKS:
+        cells = json.loads(nb.read_text())["cells"]
+        sources[nb] = "\n".join("".join(c["source"]) for c in cells if c["cell_type"] == "code")
+    bad = []
+    for path, text in sources.items():
+        if path.name == "runtime.py":
+            continue
+        for m in NAMED_STREAM.finditer(text):
+            forwarded = m["purpose"] == "*key"  # digits_order passes its caller's key on
+            if not forwarded and (not m["purpose"].startswith("Stream.") or not m["index"]):
+                bad.append(f"{path.name}: {m[0]}")
+        if "SeedSequence(" in text:
+            bad.append(f"{path.name}: SeedSequence outside runtime")
+    assert not bad, bad

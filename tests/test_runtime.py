@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 
 from collapse_lib.notebook import setup
-from collapse_lib.runtime import Presets, resolve_device, rng, seed_generators, set_threads
+from collapse_lib.runtime import Presets, Stream, resolve_device, rng, seed_generators, set_threads
 
 
 def test_replicate_streams_do_not_depend_on_the_batch():
@@ -16,8 +16,17 @@ def test_named_streams_are_independent_of_replicate_streams():
     a = rng(0, 3).standard_normal(4)
     b = seed_generators(0, [3])[0].standard_normal(4)
     c = rng(0, 3, 1).standard_normal(4)
-    np.testing.assert_array_equal(a, b)  # one-element key = replicate 3, by design
+    np.testing.assert_array_equal(a, b)  # a one-element key is replicate 3's: hence Stream's rule
     assert not np.array_equal(a, c)
+
+
+def test_the_stream_registry_gives_every_purpose_its_own_key():
+    values = [int(s) for s in Stream]
+    assert len(values) == len(set(values))  # also enforced by @unique at import
+    named = rng(0, Stream.DIFFUSION_EVAL, 1, 2).standard_normal(3)
+    np.testing.assert_array_equal(named, rng(0, 34, 1, 2).standard_normal(3))  # a Stream is its int
+    replicate = seed_generators(0, [int(Stream.SPIKE_LIMIT)])[0].standard_normal(3)
+    assert not np.array_equal(rng(0, Stream.SPIKE_LIMIT, 0).standard_normal(3), replicate)
 
 
 def test_presets_select_and_validate():
