@@ -122,13 +122,17 @@ class Results:
         """Add or overwrite columns (``pandas.DataFrame.assign``), e.g. a sweep's ``N``."""
         return Results(self.frame.assign(**columns))
 
-    def where(self, **equal: Any) -> Results:
-        """The rows whose columns equal the given values, e.g. ``where(N=16, metric="fd")``."""
+    def where(self, **tests: Any) -> Results:
+        """The rows that pass every test: a value to equal, or a predicate of the column.
+
+        ``where(N=16, metric="fd")``; ``where(generation=lambda g: g < 5)``.
+        """
         mask = np.ones(len(self.frame), dtype=bool)
-        for col, value in equal.items():
+        for col, test in tests.items():
             if col not in self.frame.columns:
                 raise ValueError(f"unknown column {col!r}; valid: {list(self.frame.columns)}")
-            mask &= (self.frame[col] == value).to_numpy()
+            column = self.frame[col]
+            mask &= np.asarray(test(column) if callable(test) else column == test, dtype=bool)
         return Results(self.frame[mask])
 
     # ---- reading -------------------------------------------------------------------------

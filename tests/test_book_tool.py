@@ -311,3 +311,14 @@ def test_a_notebook_run_prints_no_kernel_warnings_but_keeps_real_ones(tmp_path, 
     out = nbformat.read(tmp_path / "out" / "probe.ipynb", as_version=4)
     (output,) = out.cells[-1].outputs
     assert output.name == "stderr" and "a real one" in output.text
+
+
+def test_the_staged_book_holds_the_library_the_chapters_include(tmp_path):
+    """Chapters show library code with ``{literalinclude} ../collapse_lib/...``: the staged copy
+    the book is built from must hold those modules (and every included one must exist)."""
+    book.stage(tmp_path / "stage")
+    staged = tmp_path / "stage" / "collapse_lib"
+    for nb in (ROOT / "chapters").glob("*.ipynb"):
+        for target in re.findall(r"\{literalinclude\} \.\./collapse_lib/(\w+\.py)", nb.read_text()):
+            assert (staged / target).is_file(), f"{nb.name} includes {target}"
+    assert (staged / "loop.py").is_file()

@@ -181,3 +181,21 @@ def test_the_library_and_the_chapters_name_every_stream():
         if "SeedSequence(" in text:
             bad.append(f"{path.name}: SeedSequence outside runtime")
     assert not bad, bad
+
+
+INCLUDE = re.compile(
+    r"```\{literalinclude\} \.\./collapse_lib/(\w+)\.py\n(?::\w+: .*\n)*?:pyobject: (\S+)"
+)
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.stem)
+def test_every_chapter_shows_the_code_that_ran(path):
+    """Each chapter shows its learner (or filter) with a literalinclude of the library object."""
+    cells = json.loads(path.read_text())["cells"]
+    text = "\n".join("".join(c["source"]) for c in cells if c["cell_type"] == "markdown")
+    shown = INCLUDE.findall(text)
+    assert shown, f"{path.name} shows no library code"
+    for module, obj in shown:
+        code = (ROOT / "collapse_lib" / f"{module}.py").read_text()
+        name = re.escape(obj.split(".")[-1])
+        assert re.search(rf"^(class|def) {name}\b", code, re.M), (module, obj)

@@ -73,6 +73,7 @@ def test_relabel_where_assign():
     assert r.relabel({"a": "A"}).conditions == ["A", "b"]
     assert r.relabel("one").conditions == ["one"]
     assert len(r.where(condition="a", generation=0)) == 2
+    assert len(r.where(generation=lambda g: g < 2, condition=lambda c: c != "b")) == 4
     assert r.assign(N=16).where(N=16).frame.shape[0] == len(r)
     with pytest.raises(ValueError, match="unknown column 'N'"):
         r.where(N=16)

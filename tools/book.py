@@ -343,13 +343,17 @@ def write_troubleshooting(folder: Path, results: list[dict]) -> None:
 
 
 def stage(folder: Path) -> None:
-    """A fresh copy of the book's sources (config, toc, prose pages) in ``folder``."""
+    """A fresh copy of the book's sources in ``folder``: config, toc, prose pages, and the
+    library's modules, which the chapters show with ``{literalinclude}``."""
     if folder.exists():
         shutil.rmtree(folder)
     folder.mkdir(parents=True)
     for item in ["_config.yml", "_toc.yml", "book"]:
         src = ROOT / item
         (shutil.copytree if src.is_dir() else shutil.copy2)(src, folder / item)
+    (folder / "collapse_lib").mkdir()
+    for module in (ROOT / "collapse_lib").glob("*.py"):
+        shutil.copy2(module, folder / "collapse_lib" / module.name)
 
 
 def publish(folder: Path) -> None:
