@@ -5,11 +5,11 @@ pool ``S`` with ``|D| = N`` is the same as maximizing ``sum_{x in D} log min_{y 
 (n, k and d are fixed). Exact maximization is combinatorial; the paper gives two heuristics,
 implemented here on a feature map ``F`` (the paper: DINOv2; this book: PCA on real digits):
 
-* :func:`greedy_select` -- Algorithm 1, farthest-point sampling (k-center greedy): start at a
-  random point, repeatedly add the candidate farthest from the chosen set;
-* :func:`threshold_decay_select` -- Algorithm 2, the Threshold Decay Filter: sweep the shuffled
-  pool, accept a candidate whose distance to the chosen set exceeds ``tau``; after a sweep that
-  accepted nothing, ``tau <- alpha tau``.
+* :func:`greedy_select` -- the paper's Algorithm 1, farthest-point sampling (k-center greedy):
+  start at a random point, repeatedly add the candidate farthest from the chosen set;
+* :func:`threshold_decay_select` -- the paper's Algorithm 2, the Threshold Decay Filter: sweep
+  the shuffled pool, accept a candidate whose distance to the chosen set exceeds ``tau``; after
+  a sweep that accepted nothing, ``tau <- alpha tau``.
 
 They plug into the loop in two ways:
 
@@ -54,7 +54,7 @@ def _distance_to(x: np.ndarray, y: np.ndarray) -> np.ndarray:
 
 
 def greedy_select(x: np.ndarray, n: int, generator: np.random.Generator) -> np.ndarray:
-    """Farthest-point selection of ``n`` rows of ``x`` (Algorithm 1): their indices, in order.
+    """Farthest-point selection of ``n`` rows of ``x`` (the paper's Algorithm 1): their indices.
 
     ``D <- {random x}``; while ``|D| < n``: add ``argmax_{x not in D} min_{y in D} |x - y|``.
     The running minimum is updated with one distance row per added point, ``O(|S| n d)``.
