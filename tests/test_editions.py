@@ -364,6 +364,8 @@ def test_unknown_labels_and_keys_fail_loudly(book):
         (":label: x", ["directive option"]),
         ("(target)=", ["target"]),
         ("Plain text with `code`, $x$ and a {set}.", []),
+        ("```python\n''':func:`f`\n:param x: y'''\n```", []),  # included code is code
+        ("{ref}`x`\n```python\nx = 1\n```", ["role"]),
     ],
 )
 def test_myst_leftovers(text, kinds):

@@ -821,6 +821,14 @@ MYST_LEFTOVERS = {
 }
 
 
+FENCED_CODE = re.compile(r"^(?P<fence>`{3,}|~{3,})(?!\{)[^\n]*\n.*?^(?P=fence)[ \t]*$", re.M | re.S)
+
+
 def myst_leftovers(text: str) -> list[str]:
-    """The kinds of MyST syntax still in a markdown text (empty when it reads cleanly)."""
-    return [kind for kind, pattern in MYST_LEFTOVERS.items() if pattern.search(text)]
+    """The kinds of MyST syntax still in a markdown text (empty when it reads cleanly).
+
+    Fenced code blocks (not directives) are code, not MyST: a docstring's ``:func:`` inside an
+    included library object is left as it is.
+    """
+    prose = FENCED_CODE.sub("", text)
+    return [kind for kind, pattern in MYST_LEFTOVERS.items() if pattern.search(prose)]
