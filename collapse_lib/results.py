@@ -144,10 +144,15 @@ class Results:
     def conditions(self) -> list[str]:
         return list(dict.fromkeys(self.frame["condition"]))
 
-    def _rows(self, metric: str, condition: str | None) -> pd.DataFrame:
+    def _metric(self, metric: str) -> pd.DataFrame:
+        """The rows of one metric; ``ValueError`` naming the valid ones if there are none."""
         sub = self.frame[self.frame["metric"] == metric]
         if sub.empty:
             raise ValueError(f"unknown metric {metric!r}; valid: {self.metrics}")
+        return sub
+
+    def _rows(self, metric: str, condition: str | None) -> pd.DataFrame:
+        sub = self._metric(metric)
         if condition is None:
             if sub["condition"].nunique() > 1:
                 raise ValueError(f"condition must be given: the results hold {self.conditions}")
@@ -167,10 +172,9 @@ class Results:
 
         Rows are ``(condition, generation)``, columns the seeds.
         """
-        rows = self.frame[self.frame["metric"] == metric]
-        if rows.empty:
-            raise ValueError(f"unknown metric {metric!r}; valid: {self.metrics}")
-        return rows.pivot_table(index=["condition", "generation"], columns="seed", values="value")
+        return self._metric(metric).pivot_table(
+            index=["condition", "generation"], columns="seed", values="value"
+        )
 
     def curve(self, metric: str, condition: str | None = None) -> np.ndarray:
         """The mean over seeds of ``metric`` at generations ``0, 1, ...``."""
@@ -194,10 +198,7 @@ class Results:
         """
         if kind not in BANDS:
             raise ValueError(f"unknown band {kind!r}; valid: {', '.join(map(repr, BANDS))}")
-        sub = self.frame[self.frame["metric"] == metric]
-        if sub.empty:
-            raise ValueError(f"unknown metric {metric!r}; valid: {self.metrics}")
-        g = sub.groupby(["condition", "generation"], sort=False)["value"]
+        g = self._metric(metric).groupby(["condition", "generation"], sort=False)["value"]
         if kind == "iqr":
             out = pd.DataFrame(
                 {"center": g.median(), "low": g.quantile(0.25), "high": g.quantile(0.75)}

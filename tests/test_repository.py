@@ -2,6 +2,7 @@
 
 import json
 import re
+import statistics
 from pathlib import Path
 
 import pytest
@@ -121,11 +122,7 @@ def test_code_cells_are_short(path):
     lengths = _code_cell_lengths(path)
     long = [(i, n) for i, n in enumerate(lengths) if n > 40]
     assert not long, f"code cells over 40 lines (index, lines): {long}"
-    median = (
-        sorted(lengths)[len(lengths) // 2]
-        if len(lengths) % 2
-        else (sum(sorted(lengths)[len(lengths) // 2 - 1 : len(lengths) // 2 + 1]) / 2)
-    )
+    median = statistics.median(lengths)
     assert median <= 15, f"median code cell is {median} lines"
 
 
