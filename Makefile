@@ -54,7 +54,7 @@ $(STAMP): $(PY) pyproject.toml $(LOCK)
 	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -m pip install --quiet --no-deps --extra-index-url $(TORCH_INDEX) "$(TORCH)"
 	grep -v '^torch==' $(LOCK) > $(VENV)/constraints.txt
-	$(EDITABLE_QUIET) $(PY) -m pip install --quiet -c $(VENV)/constraints.txt -e ".[book,dev]"
+	$(EDITABLE_QUIET) $(PY) -m pip install --quiet -c $(VENV)/constraints.txt -e ".[book,dev,dask]"
 	touch $(STAMP)
 
 setup: $(STAMP)
@@ -138,7 +138,7 @@ lab: $(STAMP)
 # Re-resolve the lock from requirements/pins.txt (needs the package index).
 lock: $(PY)
 	rm -rf $(VENV)-lock && $(PYTHON) -m venv $(VENV)-lock
-	$(VENV)-lock/bin/pip install --quiet --extra-index-url $(TORCH_INDEX) -c requirements/pins.txt -e ".[book,dev,lab]"
+	$(VENV)-lock/bin/pip install --quiet --extra-index-url $(TORCH_INDEX) -c requirements/pins.txt -e ".[book,dev,dask,lab]"
 	$(VENV)-lock/bin/pip freeze --exclude-editable | sort > $(LOCK)
 	rm -rf $(VENV)-lock
 

@@ -356,3 +356,30 @@ def _ch3_structural(answer: Any) -> tuple[bool, str]:
     expected = np.polyfit(h, lg, 1)[0]
     ok = abs(_number(answer) - expected) <= 1e-3  # exact up to rounding to 3 decimals
     return ok, "Distances scale by c: GS by c^2, the entropy estimate by d log c."
+
+
+# ---- Chapter 9 ------------------------------------------------------------------------
+
+
+@checker("ch9-ex-bartlett")
+def _ch9_bartlett(answer: Any) -> tuple[bool, str]:
+    """Per-generation change of ``E log det`` under replace for ``n = 50``, ``d = 10``."""
+    from collapse_lib.gaussian import replace_logdet
+
+    mean, _ = replace_logdet(2, 50, 10)
+    expected = mean[1] - mean[0]
+    ok = abs(_number(answer) - expected) <= 0.01  # deterministic: allows rounding to 0.01
+    return ok, "Sum psi((n - i)/2) + log 2 over i = 1..d, then subtract d log n."
+
+
+@checker("ch9-ex-alpha")
+def _ch9_alpha(answer: Any) -> tuple[bool, str]:
+    """Smallest alpha on the grid 0.01, 0.02, ... whose long-run categorical error is <= 2 R_0."""
+    from collapse_lib.markov import fixed_point
+
+    n = 100
+    grid = np.round(np.arange(0.01, 1.0001, 0.01), 2)
+    ratio = np.array([fixed_point(1.0, a, n) * n for a in grid])
+    expected = grid[np.argmax(ratio <= 2)]
+    ok = abs(_number(answer) - expected) <= 0.005  # the grid's own value
+    return ok, "Use the fixed point of the mixture recursion in units of R_0 = sigma^2 / n."

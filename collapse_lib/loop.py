@@ -41,6 +41,16 @@ filter
     generation has real data to train on; where it has none (``replace``,
     ``accumulate``) the loop raises a ``ValueError`` naming the filter and the
     generation rather than let the learner fail on empty data.
+
+Subsampling regimes
+-------------------
+A regime with ``subsample=True`` (``accumulate_subsample``) keeps the *raw* pool (the real
+data and every generation's new data, concatenated with :func:`concat`, numpy or torch)
+instead of a merged summary. At ``t >= 1`` replicate ``s`` draws the indices of its
+training set with ``rngs[s].choice(pool_size, m, replace=False)``, ``m`` being the number of
+rows the generation added (``n_t``, or what a filter kept plus the real part), sorted so the
+blocks keep their order; the learner then sees ``summarize(train)`` and ``fit_summary`` (or
+``refit``) as usual. ``Step.data`` stays the generation's new data.
 """
 
 from __future__ import annotations
@@ -343,6 +353,22 @@ def _check_filtered(
     return out
 
 
+def _subsample(pool: Any, m: int, rngs: Sequence[np.random.Generator]) -> Any:
+    """``m`` rows per replicate of ``pool (S, N, ...)``, uniformly without replacement.
+
+    Replicate ``s`` draws its indices from ``rngs[s]`` alone; they are sorted, so the rows
+    keep the pool's order (real data first, then the generations' blocks).
+    """
+    size = pool.shape[1]
+    idx = np.sort(np.stack([g.choice(size, m, replace=False) for g in rngs]), axis=1)
+    if _is_torch(pool):
+        import torch
+
+        rows = torch.arange(len(rngs), device=pool.device)[:, None]
+        return pool[rows, torch.as_tensor(idx, device=pool.device)]
+    return pool[np.arange(len(rngs))[:, None], idx]
+
+
 def _show_progress(progress: bool | None) -> bool:
     if progress is None:
         return os.environ.get("COLLAPSE_LIB_PROGRESS", "1") != "0"
@@ -372,7 +398,10 @@ def run(
     truth
         The real data distribution: a model with ``sample(n, rngs)``.
     regime
-        From :func:`collapse_lib.regimes.regime`.
+        From :func:`collapse_lib.regimes.regime`. Under a subsampling regime
+        (``accumulate_subsample``) generation ``t >= 1`` trains on as many points as it
+        added, drawn without replacement from the raw pool of everything so far (see the
+        module docstring).
     n
         Samples per generation: an int, or a schedule ``t -> n_t``
         (:func:`collapse_lib.regimes.sample_sizes`).
@@ -436,6 +465,7 @@ def run(
     values = {name: np.empty((generations, S)) for name in metrics}
     real = draw(truth, check_positive_int(n_at(0), "n_0"), "real data at generation 0")
     data, pool = real, learner.summarize(real)
+    raw = real if regime.subsample else None  # the raw pool a subsampling regime draws from
     model = model0 = learner.fit_summary(pool)
 
     bar = None
@@ -459,8 +489,12 @@ def run(
                 synthetic = _check_filtered(kept, synthetic, S, t, name, n_real, most)
                 _check_finite(synthetic, f"filtered data at generation {t}", seeds)
             data = concat([draw(truth, n_real, f"real data at generation {t}"), synthetic])
-            new = learner.summarize(data)
-            pool = learner.merge(pool, new) if regime.pooled else new
+            if regime.subsample:
+                raw = concat([raw, data])
+                pool = learner.summarize(_subsample(raw, data.shape[1], rngs))
+            else:
+                new = learner.summarize(data)
+                pool = learner.merge(pool, new) if regime.pooled else new
             refit = getattr(learner, "refit", None)  # warm start from the current model
             model = learner.fit_summary(pool) if refit is None else refit(model, pool)
         step = Step(t, model, truth, data, real, seeds)

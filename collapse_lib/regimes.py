@@ -7,6 +7,12 @@ generation ``t = 0`` is fitted on ``n_0`` real samples only. At generation
 * ``replace``     -- ``n_t`` fresh synthetic samples only (Shumailov et al. 2024);
 * ``accumulate``  -- the real data of generation 0 plus *all* synthetic samples so far,
   ``n_t`` new ones per generation (Gerstgrasser et al. 2024);
+* ``accumulate_subsample`` -- the pool of ``accumulate`` (the real data plus every synthetic
+  sample so far, ``n_0 + n_1 + ... + n_t`` points, generation ``t``'s new block included;
+  the model samples ``n_t`` new points per generation), of which generation ``t`` trains on
+  ``n_t`` points drawn uniformly *without* replacement: a fixed training budget over a
+  growing pool (Kazdan, Schaeffer et al. 2024, "Collapse or Thrive?", their third regime).
+  Generation 0 trains on the ``n_0`` real points, as in every regime;
 * ``mixture``     -- ``round(alpha_t * n_t)`` fresh real samples plus the rest synthetic;
 * ``real_only``   -- ``n_t`` fresh real samples (the no-feedback baseline, alpha_t = 1).
 """
@@ -20,7 +26,7 @@ from collapse_lib.runtime import check_choice, check_fraction, check_positive_in
 
 Schedule = Callable[[int], float]
 
-REGIMES: tuple[str, ...] = ("replace", "accumulate", "mixture", "real_only")
+REGIMES: tuple[str, ...] = ("replace", "accumulate", "accumulate_subsample", "mixture", "real_only")
 
 
 def constant(alpha: float) -> Schedule:
@@ -68,11 +74,21 @@ class Regime:
     pooled : bool
         If true, new data are added to everything seen so far (accumulate);
         otherwise generation ``t`` trains on its new data alone.
+    subsample : bool
+        If true (``accumulate_subsample``; requires ``pooled``), the loop keeps the raw pool
+        and generation ``t >= 1`` trains on as many points as the generation added
+        (``n_t``), drawn uniformly without replacement from the whole pool, instead of on
+        the whole pool.
     """
 
     name: str
     real_fraction: Schedule
     pooled: bool
+    subsample: bool = False
+
+    def __post_init__(self) -> None:
+        if self.subsample and not self.pooled:
+            raise ValueError("subsample=True draws from the pool: it needs pooled=True")
 
     def alpha(self, t: int) -> float:
         """``alpha_t``, validated to lie in [0, 1]."""
@@ -80,7 +96,7 @@ class Regime:
 
 
 def regime(name: str, alpha: float | Schedule | None = None) -> Regime:
-    """Build a regime by name: ``"replace"``, ``"accumulate"``, ``"mixture"``, ``"real_only"``.
+    """Build a regime by name: one of :data:`REGIMES`.
 
     ``alpha`` (a number in [0, 1] or a schedule ``t -> alpha_t``) is required for
     ``"mixture"`` and refused for the others.
@@ -89,6 +105,8 @@ def regime(name: str, alpha: float | Schedule | None = None) -> Regime:
     if name != "mixture":
         if alpha is not None:
             raise ValueError(f"alpha is only used by the 'mixture' regime, not {name!r}")
+        if name == "accumulate_subsample":
+            return Regime(name, constant(0.0), pooled=True, subsample=True)
         return Regime(name, constant(1.0 if name == "real_only" else 0.0), name == "accumulate")
     if alpha is None:
         raise ValueError("the 'mixture' regime needs alpha (a number in [0, 1] or a schedule)")

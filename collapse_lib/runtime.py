@@ -225,6 +225,8 @@ class Stream(IntEnum):
     BITWISE_METRIC = 84  #: evaluation samples: ``(t, s)``
     BITWISE_STATE = 85  #: the scikit-learn classifier's random state (index 0)
     BITWISE_DIGITS = 86  #: the digits split (index 0)
+    # sweeps
+    SWEEP = 90  #: a sweep's configurations: ``(position,)``
 
 
 def rng(seed: int, *key: int) -> np.random.Generator:

@@ -50,7 +50,8 @@ def _pool(x: np.ndarray, n: int) -> tuple[np.ndarray, int]:
 
 
 def _distance_to(x: np.ndarray, y: np.ndarray) -> np.ndarray:
-    return np.sqrt(np.maximum(((x - y) ** 2).sum(axis=1), 0.0))
+    """Euclidean distances from the points of ``x (..., m, d)`` to ``y`` (broadcast)."""
+    return np.sqrt(np.maximum(((x - y) ** 2).sum(axis=-1), 0.0))
 
 
 def greedy_select(x: np.ndarray, n: int, generator: np.random.Generator) -> np.ndarray:
@@ -58,18 +59,41 @@ def greedy_select(x: np.ndarray, n: int, generator: np.random.Generator) -> np.n
 
     ``D <- {random x}``; while ``|D| < n``: add ``argmax_{x not in D} min_{y in D} |x - y|``.
     The running minimum is updated with one distance row per added point, ``O(|S| n d)``.
-    Ties go to the lowest index.
+    Ties go to the lowest index. One pool of :func:`greedy_select_batch`.
     """
     x, n = _pool(x, n)
-    chosen = np.empty(n, dtype=int)
-    chosen[0] = generator.integers(x.shape[0])
-    dmin = _distance_to(x, x[chosen[0]])
-    dmin[chosen[0]] = -np.inf
+    return greedy_select_batch(x[None], n, [generator])[0]
+
+
+def greedy_select_batch(
+    x: np.ndarray, n: int, generators: Sequence[np.random.Generator]
+) -> np.ndarray:
+    """:func:`greedy_select` on ``S`` pools at once: ``x (S, m, d)`` -> indices ``(S, n)``.
+
+    Pool ``s`` draws its starting point from ``generators[s]`` alone and gets the same indices
+    as ``greedy_select(x[s], n, generators[s])``; the seeds share each step's arithmetic.
+    """
+    x = np.asarray(x, dtype=float)
+    if x.ndim != 3 or x.shape[1] < 1:
+        raise ValueError(f"x must have shape (S, m, d) with m >= 1, got {x.shape}")
+    S, m = x.shape[:2]
+    if len(generators) != S:
+        raise ValueError(
+            f"generators must hold one generator per pool ({S}), got {len(generators)}"
+        )
+    n = check_positive_int(n, "n")
+    if n > m:
+        raise ValueError(f"n = {n} is larger than the pool ({m} points)")
+    rows = np.arange(S)
+    chosen = np.empty((S, n), dtype=int)
+    chosen[:, 0] = [g.integers(m) for g in generators]
+    dmin = _distance_to(x, x[rows, chosen[:, 0]][:, None])
+    dmin[rows, chosen[:, 0]] = -np.inf
     for i in range(1, n):
-        j = int(np.argmax(dmin))
-        chosen[i] = j
-        dmin = np.minimum(dmin, _distance_to(x, x[j]))
-        dmin[chosen[: i + 1]] = -np.inf
+        j = np.argmax(dmin, axis=1)
+        chosen[:, i] = j
+        dmin = np.minimum(dmin, _distance_to(x, x[rows, j][:, None]))
+        dmin[rows, j] = -np.inf  # the chosen stay at -inf: min(-inf, d) = -inf
     return chosen
 
 
@@ -174,6 +198,9 @@ class Selection:
         if self.method == "all":
             return cand
         f = self.features or (lambda z: z)
+        if self.method == "greedy":  # all seeds at once, the same indices as seed by seed
+            keep = np.sort(greedy_select_batch(np.stack([f(c) for c in cand]), N, ctx.rngs))
+            return np.take_along_axis(cand, keep[..., None], axis=1)
         keep = [
             np.sort(select(f(c), N, self.method, g, **self.options))
             for c, g in zip(cand, ctx.rngs, strict=True)

@@ -368,3 +368,169 @@ def test_pack_and_unpack_round_trip():
         pack(X, np.ones((2, 5)))
     with pytest.raises(ValueError, match="more than p=4 columns"):
         unpack(data, 4)
+
+
+# ---- accumulate_subsample ---------------------------------------------------------------
+
+
+class Counter:
+    """Truth and model at once: each draw is the next ids, the same for every seed.
+
+    The ``k``-th point ever drawn has value ``k``: its position in the subsampling pool.
+    """
+
+    def __init__(self):
+        self.next = 0
+
+    def sample(self, n, rngs):
+        ids = np.arange(self.next, self.next + n, dtype=float)
+        self.next += n
+        return np.tile(ids, (len(rngs), 1))
+
+
+class Recorder(Learner):
+    """A learner whose fit stores the data it was given (one array per generation)."""
+
+    def __init__(self, model):
+        self.model, self.seen = model, []
+
+    def fit(self, data):
+        self.seen.append(np.asarray(data).copy())
+        return self.model
+
+
+SIZE = {"size": lambda step: np.full(len(step.seeds), step.data.shape[1])}
+
+
+def positions(n, generations, seeds, filter=None):
+    """The pool positions each generation of an accumulate_subsample run trained on."""
+    counter = Counter()
+    learner = Recorder(counter)
+    df = run(
+        learner,
+        counter,
+        regime("accumulate_subsample"),
+        n=n,
+        generations=generations,
+        metrics=SIZE,
+        seeds=seeds,
+        filter=filter,
+    ).frame
+    return [x.astype(int) for x in learner.seen], df
+
+
+def test_accumulate_subsample_trains_on_n_t_distinct_points_of_the_growing_pool():
+    sizes = [4, 6, 8, 10]
+    seen, df = positions(lambda t: sizes[t], 4, 500)
+    assert len(seen) == 4
+    np.testing.assert_array_equal(seen[0], np.tile(np.arange(4), (500, 1)))  # real data only
+    assert df.groupby("generation")["value"].first().tolist() == sizes  # Step.data: new data
+    for t in range(1, 4):
+        pool = sum(sizes[: t + 1])  # n_0 + ... + n_t, the newest block included
+        assert seen[t].shape == (500, sizes[t])
+        assert np.all(np.diff(seen[t], axis=1) > 0)  # sorted, no point twice
+        # every position of the pool, and nothing else, is drawn by some seed
+        np.testing.assert_array_equal(np.unique(seen[t]), np.arange(pool))
+
+
+def uniformity(idx, pool, blocks):
+    """Chi-square p-value of the position counts and z-scores of the block counts.
+
+    ``idx (S, k)``: each row ``k`` distinct positions of ``range(pool)``. Under uniform
+    sampling without replacement a row's indicator vector has covariance
+    ``p (1 - p) P/(P - 1) (I - 11^T/P)``, ``p = k/P``, so the scaled Pearson statistic is
+    chi-square with ``P - 1`` degrees of freedom (asymptotically in ``S``); a block of
+    ``b`` positions receives a hypergeometric count per row.
+    """
+    from scipy.special import chdtrc  # the chi-square survival function
+
+    S, k = idx.shape
+    p = k / pool
+    counts = np.bincount(idx.ravel(), minlength=pool)
+    var = S * p * (1 - p) * pool / (pool - 1)
+    stat = np.sum((counts - S * p) ** 2) / var
+    z = []
+    for lo, hi in blocks:
+        q = (hi - lo) / pool
+        got = counts[lo:hi].sum()
+        se = np.sqrt(S * k * q * (1 - q) * (pool - k) / (pool - 1))
+        z.append((got - S * k * q) / se)
+    return chdtrc(pool - 1, stat), np.array(z)
+
+
+def test_accumulate_subsample_draws_uniformly_over_the_pool():
+    n, S = 10, 4000
+    seen, _ = positions(n, 4, S)
+    for t in range(1, 4):
+        pool = (t + 1) * n
+        blocks = [(b * n, (b + 1) * n) for b in range(t + 1)]  # real data, then each generation
+        p_value, z = uniformity(seen[t], pool, blocks)
+        assert p_value > 1e-3, (t, p_value)
+        assert np.all(np.abs(z) < 4), (t, z)
+    # the checks have power: a choice that favours the newest block by 20% is rejected
+    rng = np.random.default_rng(0)
+    w = np.r_[np.ones(3 * n), np.full(n, 1.2)]
+    biased = np.sort([rng.choice(4 * n, n, replace=False, p=w / w.sum()) for _ in range(S)])
+    p_value, z = uniformity(biased, 4 * n, [(b * n, (b + 1) * n) for b in range(4)])
+    assert p_value < 1e-6 and z[-1] > 4
+
+
+def test_accumulate_subsample_with_a_filter_trains_on_what_the_generation_added():
+    seen, df = positions(8, 3, 200, filter=lambda ctx: ctx.candidates[:, :3])
+    assert [x.shape[1] for x in seen] == [8, 3, 3]
+    # the pool: 8 real points, then the 3 kept of each generation's 8 candidates (ids 8-15, 16-23)
+    np.testing.assert_array_equal(np.unique(seen[2]), np.r_[0:8, 8:11, 16:19])
+    assert df.groupby("generation")["value"].first().tolist() == [8, 3, 3]
+
+
+def test_accumulate_subsample_seed_alone_equals_seed_in_batch():
+    batch = simulate("accumulate_subsample", seeds=[0, 1, 2], generations=8)
+    alone = simulate("accumulate_subsample", seeds=[1], generations=8)
+    inside = batch[batch["seed"] == 1].reset_index(drop=True)
+    np.testing.assert_array_equal(alone["value"].to_numpy(), inside["value"].to_numpy())
+    per_seed = simulate(
+        "accumulate_subsample", seeds=[0, 1, 2], generations=8, learner=PerSeed(GaussianMLE())
+    )
+    np.testing.assert_allclose(per_seed["value"], batch["value"], rtol=1e-12, atol=1e-14)
+    # generation 0 is shared with accumulate; later generations differ
+    acc = simulate("accumulate", seeds=[0, 1, 2], generations=8)
+    g0 = batch["generation"] == 0
+    np.testing.assert_array_equal(batch[g0]["value"], acc[g0]["value"])
+    assert not np.allclose(batch[~g0]["value"], acc[~g0]["value"])
+
+
+def test_accumulate_subsample_is_bounded_unlike_replace():
+    n, T, S = 20, 30, 1000
+    v = per_generation(simulate("accumulate_subsample", n=n, generations=T, seeds=S), "variance")
+    se = v[-1].std(ddof=1) / np.sqrt(S)
+    # the real data stay in the pool: far above the replace law at generation T - 1
+    assert v[-1].mean() > replace_variance_mean(T, n)[-1] + 10 * se
+    assert v[-1].mean() > 0.5 + 4 * se
+
+
+def test_accumulate_subsample_with_torch_data():
+    torch = pytest.importorskip("torch")
+
+    class TorchGaussian(Gaussian):
+        def sample(self, n, rngs):
+            return torch.from_numpy(super().sample(n, rngs))
+
+    class TorchMLE(GaussianMLE):
+        def __init__(self):
+            super().__init__()
+            self.kinds = []
+
+        def summarize(self, data):
+            self.kinds.append(type(data))
+            return super().summarize(np.asarray(data))
+
+        def fit_summary(self, s):
+            model = super().fit_summary(s)
+            return TorchGaussian(model.mean, model.var)
+
+    learner = TorchMLE()
+    kwargs = dict(n=6, generations=5, metrics=MOMENTS, seeds=[0, 1, 2])
+    with_torch = run(learner, TorchGaussian(0.0, 1.0), regime("accumulate_subsample"), **kwargs)
+    assert learner.kinds and all(k is torch.Tensor for k in learner.kinds)
+    plain = run(GaussianMLE(), Gaussian(0.0, 1.0), regime("accumulate_subsample"), **kwargs)
+    np.testing.assert_allclose(with_torch.frame["value"], plain.frame["value"], rtol=1e-12)

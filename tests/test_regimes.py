@@ -2,6 +2,7 @@ import pytest
 
 from collapse_lib.regimes import (
     REGIMES,
+    Regime,
     constant,
     polynomial_decay,
     regime,
@@ -15,12 +16,23 @@ def test_regimes_by_name():
     assert regime("accumulate").pooled and regime("accumulate").alpha(3) == 0
     assert regime("real_only").alpha(7) == 1
     assert regime("mixture", alpha=0.25).alpha(9) == 0.25
+    sub = regime("accumulate_subsample")
+    assert sub.pooled and sub.subsample and sub.alpha(4) == 0
+    assert not any(regime(name).subsample for name in ("replace", "accumulate", "real_only"))
+    assert not regime("mixture", alpha=0.5).subsample
+
+
+def test_subsample_needs_a_pool():
+    with pytest.raises(ValueError, match="needs pooled=True"):
+        Regime("odd", constant(0.0), pooled=False, subsample=True)
+    with pytest.raises(ValueError, match="only used by the 'mixture' regime"):
+        regime("accumulate_subsample", alpha=0.5)
 
 
 def test_unknown_regime_lists_the_valid_ones():
     with pytest.raises(ValueError, match="unknown regime 'recycle'; valid: 'replace'"):
         regime("recycle")
-    assert set(REGIMES) == {"replace", "accumulate", "mixture", "real_only"}
+    assert set(REGIMES) == {"replace", "accumulate", "accumulate_subsample", "mixture", "real_only"}
 
 
 def test_mixture_needs_alpha_and_others_refuse_it():

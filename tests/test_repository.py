@@ -129,7 +129,7 @@ def test_code_cells_are_short(path):
 # The import graph: core modules at the bottom, the base learners (Gaussian, categorical) above
 # them, then the paper modules; a paper module builds only on modules below it in its own
 # chapter. Anything else is a sideways import (shared code belongs further down).
-CORE = {"loop", "results", "regimes", "runtime", "data", "metrics", "plotting", "notebook"}
+CORE = {"loop", "results", "regimes", "runtime", "data", "metrics", "plotting", "notebook", "sweep"}
 BASE = {"gaussian", "categorical"}
 BELOW = {
     "categorical": {"gaussian"},
@@ -137,6 +137,8 @@ BELOW = {
     "verification": {"conditional"},  # chapter 4: the verifier filters the conditional learners
     "curation": {"modular"},  # chapter 5: curation filters answers of modular's prompt model
     "bitwise": {"watermark"},  # chapter 8: the bit-plane model scores with the watermark
+    # chapter 9, the capstone: every remedy of the book on one protocol
+    "remedies": {"conditional", "verification", "selection", "markov", "regression"},
 }
 
 

@@ -169,3 +169,30 @@ def test_pool_selection_greedy_keeps_the_spread_out_real_points():
 def test_bad_arguments_raise(call, match):
     with pytest.raises(ValueError, match=match):
         call()
+
+
+def test_batched_greedy_selection_equals_one_pool_at_a_time():
+    from collapse_lib.selection import greedy_select, greedy_select_batch
+
+    r = np.random.default_rng(5)
+    for trial in range(20):
+        S, m, d = r.integers(1, 5), r.integers(2, 120), r.integers(1, 30)
+        x = r.standard_normal((S, m, d))
+        if trial % 4 == 0:
+            x = np.round(x)  # ties go to the lowest index in both
+        n = int(r.integers(1, m + 1))
+        batch = greedy_select_batch(x, n, [np.random.default_rng(s) for s in range(S)])
+        for s in range(S):
+            assert np.array_equal(batch[s], greedy_select(x[s], n, np.random.default_rng(s)))
+
+
+def test_batched_greedy_selection_rejects_bad_input():
+    from collapse_lib.selection import greedy_select_batch
+
+    g = [np.random.default_rng(0)]
+    with pytest.raises(ValueError, match="shape"):
+        greedy_select_batch(np.zeros((4, 2)), 2, g)
+    with pytest.raises(ValueError, match="generators"):
+        greedy_select_batch(np.zeros((2, 4, 2)), 2, g)
+    with pytest.raises(ValueError, match="larger than the pool"):
+        greedy_select_batch(np.zeros((1, 4, 2)), 5, g)
