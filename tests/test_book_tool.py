@@ -164,7 +164,10 @@ def test_ctrl_c_marks_the_copy_interrupted_and_exits_nonzero(tmp_path):
         tmp_path / "tiny.ipynb", "print('first')", "import time\ntime.sleep(120)", "y = 2"
     )
     out = tmp_path / "run" / "tiny.ipynb"
+    # Python's Ctrl-C handler, restored: a job started in the background of a non-interactive
+    # shell inherits SIGINT ignored, and so would this build (a terminal never ignores it).
     code = (
+        "import signal; signal.signal(signal.SIGINT, signal.default_int_handler);"
         "import sys; from pathlib import Path; sys.path.insert(0, sys.argv[1]); import book;"
         "book.execute(Path(sys.argv[2]), Path(sys.argv[3]), 'quick', 'cpu', 0)"
     )
