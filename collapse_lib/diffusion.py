@@ -425,6 +425,8 @@ METRICS: tuple[str, ...] = (
     "fixed",
     "robust",
     "near_copy",
+    "near_copy_fresh",
+    "fresh_ratio",
     "spacing",
     "fd_pix",
     "fd_feat",
@@ -460,6 +462,16 @@ class MemorizationMetrics:
       the share of ``E_t`` closer to ``D_t`` than the 1% quantile of held-out real digits'
       distances to ``D_0`` (:func:`collapse_lib.metrics.near_copy_threshold`); ``spacing``, the
       median NN spacing of ``D_t`` over ``s0``;
+    * the fresh-source control, which separates memorizing ``D_t`` from a collapse of the
+      distribution ``D_t`` was drawn from: ``m`` fresh draws ``H_t`` of that source, which no
+      model was trained on (``t >= 1``: samples of ``M_{t-1}`` from
+      ``rng(seed, Stream.DIFFUSION_FRESH, s, t)``; ``t = 0``: the odd-numbered held-out digits,
+      those that check the threshold). ``near_copy_fresh`` is the share of ``H_t`` under the
+      near-copy threshold and ``fresh_ratio`` is ``median_x r(x, D_t) / median_h r(h, D_t)``
+      for ``x`` in ``E_t``, ``h`` in ``H_t``: about 1 when ``M_t``'s samples are as far from
+      ``D_t`` as new draws of its source, 0 when they are copies [book]. ``M_{t-1}`` is the source
+      under the replace regime; with a filter ``D_t`` is a *selected* subset of its draws and
+      ``H_t`` stays unselected. Both are NaN when the previous generation was not evaluated;
     * ``fd_pix`` / ``fd_feat``: Fréchet distance of E_t to all 1797 digits;
     * ``trace``: ``tr Cov(D_t)`` (pixels); ``mnnd``: mean within-set NN distance of ``F(D_t)``;
       ``var_ratio``: ``tr Cov(E_t) / tr Cov(all digits)``;
@@ -487,6 +499,7 @@ class MemorizationMetrics:
         self._values: dict[str, np.ndarray] = {}
         self.samples: list[dict[str, Any]] = []
         self._yardsticks: dict[str, tuple[float, float]] = {}
+        self._previous: tuple[int, Any] | None = None  # (generation, model): the source of D_t
 
     def scale(self, real: np.ndarray) -> tuple[float, float]:
         """``s`` (feature, pixel): median within-set NN distance of one replicate's real set."""
@@ -525,6 +538,7 @@ class MemorizationMetrics:
         E = model.sample(self.m, gens)
         D = np.asarray(model.data)
         real = np.asarray(step.real)
+        H = self.fresh_source(step)
         everything = self.truth.all
         fe_all = self.features(everything)
         tr_all = np.trace(np.cov(everything, rowvar=False))
@@ -547,6 +561,13 @@ class MemorizationMetrics:
             out["fixed"][i] = mt.fixed_nn_index(e, d, s0)
             out["robust"][i] = mt.sibling_robust_index(e, d, ROBUST_K)
             out["near_copy"][i] = mt.copy_fraction(e, d, thr)
+            if H is None:
+                out["near_copy_fresh"][i] = out["fresh_ratio"][i] = np.nan
+            else:
+                r_fresh = np.median(mt.nn_distances(H[i], d, k=1)[:, 0])
+                r_model = np.median(mt.nn_distances(e, d, k=1)[:, 0])
+                out["near_copy_fresh"][i] = mt.copy_fraction(H[i], d, thr)
+                out["fresh_ratio"][i] = r_model / r_fresh
             out["spacing"][i] = mt.nn_spacing(d) / s0
             out["fd_pix"][i] = mt.frechet_distance(e, everything)
             out["fd_feat"][i] = mt.frechet_distance(fe, fe_all)
@@ -561,7 +582,23 @@ class MemorizationMetrics:
                 {"generation": step.generation, "samples": E[:, : self.keep].copy(), "data": D}
             )
         self._key, self._values = key, out
+        self._previous = (step.generation, model)
         return out
+
+    def fresh_source(self, step: Step) -> np.ndarray | None:
+        """``H_t (S, m, d)``: fresh draws of the distribution ``D_t`` came from (see the class).
+
+        Generation 0: the odd-numbered held-out digits (at most ``m``), the same for every
+        replicate. Later: ``m`` samples per seed of the model evaluated at the previous
+        generation; ``None`` if that generation was not evaluated by this object.
+        """
+        if step.generation == 0:
+            held = self.truth.heldout[1::2][: self.m]
+            return np.broadcast_to(held, (len(step.seeds), *held.shape))
+        if self._previous is None or self._previous[0] != step.generation - 1:
+            return None
+        gens = [rng(self.seed, Stream.DIFFUSION_FRESH, s, step.generation) for s in step.seeds]
+        return np.asarray(self._previous[1].sample(self.m, gens))
 
     def metric(self, name: str) -> Any:
         """A loop metric ``step -> (S,)`` reading ``name`` from the shared evaluation."""

@@ -339,6 +339,9 @@ def sibling_robust_index(g: np.ndarray, d: np.ndarray, k: int = 4) -> float:
     neighbour lies in another family,
     so the denominator measures the spacing *between* source images [book]. Not 1 for new
     samples (``NN_1 < NN_k``): compare it with the same statistic for held-out real data.
+    Valid for one generation of siblings: over several generations cousins gather, families
+    outgrow ``k`` and the ``k``-th neighbour is a relative again (then read
+    :func:`fixed_nn_index` and the near-copy fraction, which do not depend on ``k``).
     """
     k = check_positive_int(k, "k")
     spacing = nn_spacing(d, k)

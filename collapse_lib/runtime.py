@@ -195,6 +195,7 @@ class Stream(IntEnum):
     DIFFUSION_DIGITS = 33  #: the real/held-out split of the digits (index 0)
     DIFFUSION_EVAL = 34  #: evaluation samples: ``(s, t)``
     SELECTION_POOL = 35  #: a pool learner's choices: ``(s, pool size)``
+    DIFFUSION_FRESH = 36  #: fresh draws of the previous model, the source of D_t: ``(s, t)``
     CALIBRATION_SETS = 40  #: real training sets for calibration: ``(j,)``
     SMOOTHED_SAMPLES = 42  #: samples of the smoothed-score sampler: ``(s,)``
     # chapter 4

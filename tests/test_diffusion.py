@@ -168,15 +168,16 @@ def test_memorization_metrics_on_a_copying_model():
         ev.metric("fid")
 
 
-# ---- the chapter's quick mode: checks T1-T10 of the spec ----------------------------------------
-# One run of the chapter's quick preset (N = 64, hidden 256, 3 layers, 1500 steps, batch 128,
-# lr 2e-3, T = 200, generations t = 0..4, 1000 evaluation samples), seed 0, vanilla and greedy.
-# Thresholds were re-derived from 7 runs of the same configuration (root seeds 0-5 and 7, one
-# replicate each; the spec's were set from 2 seeds). Next to each assertion: the observed range over
-# the 7 seeds and mean +- sd. This test runs seed 0 (deterministic on one platform; BLAS/platform
-# differences move it by much less than the seed-to-seed spread the margins are set from).
+# ---- the chapter's quick mode: checks T1-T10 ---------------------------------------------------
+# One run of the chapter's quick preset (N = 16 real digits, an MLP of 3 hidden layers of width 256,
+# 800 Adam steps per generation, batch 32, lr 2e-3, T = 100 with the x_0 clip, generations
+# t = 0..4, 300 evaluation samples, 3 replicates batched), root seed 0, vanilla and greedy.
+# Every assertion is on the mean over the 3 replicates. Thresholds come from 5 runs of the same
+# configuration (root seeds 0-4, 15 replicates in all); next to each assertion: the observed range
+# of the 3-replicate mean over the 5 root seeds, and mean +- sd. The test runs seed 0 (deterministic
+# on one platform; BLAS/platform differences move it by much less than the seed-to-seed spread).
 
-QUICK = {"hidden": 256, "layers": 3, "steps": 1500, "batch": 128, "lr": 2e-3, "T": 200}
+QUICK = {"hidden": 256, "layers": 3, "steps": 800, "batch": 32, "lr": 2e-3, "T": 100}
 
 
 @pytest.fixture(scope="module")
@@ -185,13 +186,13 @@ def quick_run():
     from collapse_lib.regimes import regime
     from collapse_lib.selection import Selection
 
-    seed, N, G = 0, 64, 5
+    seed, N, G, S = 0, 16, 5, 3
     truth = DigitsTruth(seed=seed)
     F = PCAFeatures.fit(truth.heldout, 16)
-    learner = DDPM(seeds=1, seed=seed, **QUICK)
+    learner = DDPM(seeds=S, seed=seed, clip_x0=True, **QUICK)
     tables = {}
-    for arm, flt in (("vanilla", None), ("greedy", Selection("greedy", features=F))):
-        ev = MemorizationMetrics(truth, F, m=1000, seed=seed)
+    for arm, flt in (("vanilla", None), ("greedy", Selection("greedy", features=F, factor=2))):
+        ev = MemorizationMetrics(truth, F, m=300, seed=seed)
         df = run(
             learner,
             truth,
@@ -199,68 +200,76 @@ def quick_run():
             n=N,
             generations=G,
             metrics=ev.metrics(),
-            seeds=1,
+            seeds=S,
             seed=seed,
             filter=flt,
             condition=arm,
             progress=False,
         )
         tables[arm] = df.frame.pivot_table(index="generation", columns="metric", values="value")
-    real = truth.sample(N, seed_generators(seed, 1))
+    real = truth.sample(N, seed_generators(seed, S))
     return tables, calibration(truth, F, real), G - 1
 
 
 def test_T1_T2_vanilla_entropy_and_gs_fall(quick_run):
     t, _, L = quick_run
     v = t["vanilla"]
-    # T1 entropy drop H(D_0) - H(D_4): 10.0..12.2 (11.1 +- 0.8); spec pilot 12-13 (G = 5)
-    assert v.entropy_feat[0] - v.entropy_feat[L] >= 8.0
-    # T2 GS(4)/GS(0): 0.16..0.20 (0.184 +- 0.018); threshold mean + 4 sd
-    assert v.gs_feat[L] / v.gs_feat[0] <= 0.26
+    # T1 entropy drop H(D_0) - H(D_4): 21.8..24.7 (23.5 +- 1.2)
+    assert v.entropy_feat[0] - v.entropy_feat[L] >= 18.0
+    # T2 GS(4)/GS(0): 0.062..0.080 (0.069 +- 0.007); threshold mean + 4 sd
+    assert v.gs_feat[L] / v.gs_feat[0] <= 0.10
 
 
-def test_T3_onset_of_copying(quick_run):
-    t, _, L = quick_run
+def test_T3_from_new_samples_to_near_copies(quick_run):
+    t, cal, L = quick_run
     v = t["vanilla"]
-    # copy fraction at t = 0: 0.000..0.001 (held-out real: 0.0008 +- 0.0011 over 20 sets)
-    assert v["copy"][0] <= 0.005
-    # at t = 4: 0.022..0.101 (0.062 +- 0.031): quick mode shows the onset only; the spec's >= 0.05
-    # failed on 3 of 7 seeds, so the bar is half the smallest observed value
-    assert v["copy"][L] >= 0.01
+    # fixed-yardstick index r / s0 at t = 0: 0.77..0.86 (0.82 +- 0.03); at t = 4: 0.36..0.41
+    assert v.fixed[0] >= 0.7 and v.fixed[L] <= 0.5
+    # near-copy fraction at t = 0: 0.001..0.009 (held-out real: 0.010..0.014); t = 4: 0.990..1.000
+    assert v.near_copy[0] <= 0.03
+    assert v.near_copy[L] >= 0.9 and v.near_copy[L] >= 10 * cal["near_copy"].mean()
+    # the sibling-robust index rises all the same (families outgrow k = 4): 0.60 -> 0.87 +- 0.01
+    assert v.robust[L] > v.robust[0] + 0.1
+    # ... but fresh draws of D_t's own source are near-copies as often: near_copy - near_copy_fresh
+    # at t = 4: 0.001..0.057; the fresh ratio rises from 0.79..0.83 (t = 0) to 0.95..0.97 (t = 4)
+    assert v.near_copy[L] - v.near_copy_fresh[L] <= 0.1
+    assert v.fresh_ratio[L] >= 0.9 and v.fresh_ratio[L] > v.fresh_ratio[0] + 0.05
 
 
 def test_T4_T5_T6_selection_keeps_diversity(quick_run):
     t, _, L = quick_run
     v, g = t["vanilla"], t["greedy"]
-    # T4 entropy gap greedy - vanilla at t = 4: 5.3..8.9 (6.9 +- 1.2)
-    assert g.entropy_feat[L] - v.entropy_feat[L] >= 3.0
-    # T5 GS ratio greedy/vanilla: 1.52..2.10 (1.80 +- 0.20); threshold mean - 2.7 sd
-    assert g.gs_feat[L] / v.gs_feat[L] >= 1.25
-    # T6 copy fraction greedy / vanilla: 0.00..0.21 on all 7 seeds
-    assert g["copy"][L] <= 0.5 * v["copy"][L]
+    # T4 entropy gap greedy - vanilla at t = 4: 3.2..5.7 (4.2 +- 1.0)
+    assert g.entropy_feat[L] - v.entropy_feat[L] >= 1.5
+    # T5 GS ratio greedy/vanilla at t = 4: 1.21..1.40 (1.27 +- 0.08)
+    assert g.gs_feat[L] / v.gs_feat[L] >= 1.05
+    # T6 selection delays copying: near-copy fraction vanilla - greedy at t = 2: 0.11..0.35
+    # (0.22 +- 0.10); by t = 4 both arms copy (greedy 0.93..1.00)
+    assert v.near_copy[2] - g.near_copy[2] >= 0.03
 
 
-def test_T7_selection_improves_fd(quick_run):
+def test_T7_recursion_degrades_samples(quick_run):
     t, _, L = quick_run
-    # FD_pix vanilla - greedy at t = 4: 0.07..2.44 (1.45 +- 0.80), positive on 7 of 7 seeds; seed 0
-    # (this test) 2.31. The spec's "margin >= 2" held on 3 of 7 seeds only, so we assert the sign.
-    assert t["greedy"].fd_pix[L] < t["vanilla"].fd_pix[L]
+    # FD_pix(4) / FD_pix(0): vanilla 1.89..2.15 on the 5 seeds. (Greedy's FD_pix at t = 4 is below
+    # vanilla's on 4 of 5 seeds only, by 0.07..0.82: the sign is not asserted.)
+    v = t["vanilla"]
+    assert v.fd_pix[L] >= 1.5 * v.fd_pix[0]
 
 
-def test_T8_calibration_and_sanity_gate(quick_run):
+def test_T8_calibration_and_generation_0(quick_run):
     t, cal, _ = quick_run
     v = t["vanilla"]
-    assert cal["copy"][0] <= 0.01  # held-out real vs D_0: 0.0008 +- 0.0011 over 20 real sets
-    assert v.fd_pix[0] < 4.5  # generation 0: 2.86..3.37 (3.09 +- 0.22); spec's gate < 6
-    assert v.var_ratio[0] >= 0.48  # 0.545..0.595 (0.571 +- 0.018); spec's gate >= 0.45
+    assert cal["copy"].mean() <= 0.01  # held-out real vs D_0: 0.0032..0.0047 (means of 20 sets)
+    assert v.fd_pix[0] < 9.0  # generation 0: 6.98..7.84 (7.47 +- 0.35)
+    assert v.var_ratio[0] >= 0.27  # 0.314..0.345 (0.328 +- 0.014): the model contracts
 
 
 def test_T9_ratio_test_misses_copies(quick_run):
     t, _, L = quick_run
     v = t["vanilla"]
-    # ratio test at t = 4: 0.000..0.021, always below the fixed-threshold fraction (by 0.02..0.10)
-    assert v.ratio[L] < v["copy"][L]
-    assert v.ratio[L] <= 0.03
+    # ratio test at t = 4: 0.000 on all 5 seeds while the near-copy fraction is >= 0.99
+    assert v.ratio[L] <= 0.01
+    assert v.ratio[L] < v.near_copy[L] - 0.5
 
 
 def test_T10_structural_slope(quick_run):
@@ -268,9 +277,9 @@ def test_T10_structural_slope(quick_run):
     v = t["vanilla"]
     slope = np.polyfit(v.entropy_feat, np.log(v.gs_feat), 1)[0]
     r = np.corrcoef(v.entropy_feat, np.log(v.gs_feat))[0, 1]
-    # slope 0.135..0.151 (0.142 +- 0.006) against 2/d = 0.125; Pearson 0.960..0.985 (0.973 +- 0.008)
+    # slope 0.110..0.115 (0.113 +- 0.002) against 2/d = 0.125; Pearson 0.992..0.995
     assert 0.8 * 2 / 16 <= slope <= 1.5 * 2 / 16
-    assert r >= 0.93
+    assert r >= 0.97
 
 
 # ---- the executed chapter's numbers (after the book build) ---------------------------------------
@@ -278,15 +287,15 @@ def test_T10_structural_slope(quick_run):
 
 @pytest.mark.book
 def test_chapter3_glued_copy_indices():
-    """The glued names the chapter's prose relies on, with bounds that hold by construction.
+    """The glued numbers the chapter's prose relies on, in the quick build of seed 0.
 
-    The held-out near-copy level is set by a 1% quantile on half of the held-out digits and read
-    on the other half: 0.013 (sd 0.007 over the 20 real sets, so the mean's SE is 0.0016) in the
-    quick run of seed 0; <= 0.03 leaves > 10 SE. Held-out digits against 16-image real sets give a
-    fixed index of 0.99 (sd 0.09 over sets, SE 0.02); [0.8, 1.2] is a wide bound. Generation 0's
-    model is trained on the real set, so its fixed index lies between the copying limit 0 and the
-    held-out level plus a margin. The model-dependent outcomes (copies or not, the 4-SE remedy
-    criterion) are glued as sentences chosen in code and are not asserted here.
+    Margins come from the chapter's quick preset run on root seeds 0-4 (3 replicates each; the
+    ranges of the 3-replicate means are in the comments). The held-out near-copy level is set by a
+    1% quantile on half of the held-out digits and read on the other half: 0.010..0.014. Held-out
+    digits against 16-image real sets give a fixed index of 0.99..1.04. The prose says that the
+    late samples are near-copies by the held-out-real criterion (>= 0.1 and >= 10x held-out), that
+    fresh draws of the training set's source are too, and that the training images form families
+    of near-copies: these outcomes are asserted, not only glued.
     """
     import ast
     import json
@@ -308,10 +317,16 @@ def test_chapter3_glued_copy_indices():
         "ch3_near_copy_heldout",
     ):
         assert name in value, name
-    assert value["ch3_near_copy_heldout"] <= 0.03
-    assert 0.8 <= value["ch3_fixed_index_heldout"] <= 1.2
-    assert 0 < value["ch3_fixed_index_first"] <= value["ch3_fixed_index_heldout"] + 0.3
-    assert 0 <= value["ch3_near_copy_last"] <= 1
+    assert value["ch3_near_copy_heldout"] <= 0.03  # 0.010..0.014
+    assert 0.8 <= value["ch3_fixed_index_heldout"] <= 1.2  # 0.99..1.04
+    assert 0.7 <= value["ch3_fixed_index_first"] <= value["ch3_fixed_index_heldout"]  # 0.77..0.86
+    assert value["ch3_fixed_index_last"] <= 0.5  # 0.36..0.41
+    assert value["ch3_fixed_index_selected_last"] > value["ch3_fixed_index_last"]  # +0.02..0.04
+    assert value["ch3_near_copy_last"] >= 0.9  # 0.990..1.000
+    # near-copies by the held-out-real criterion, but so are fresh draws (ratio 0.95..0.97)
+    assert value["ch3_copies"].startswith("the training distribution has collapsed")
+    assert value["ch3_near_copy_fresh_last"] >= 0.9 and value["ch3_fresh_ratio_last"] >= 0.9
+    assert value["ch3_spacing_last"] < value["ch3_tau_in_s0"]  # 0.38..0.43 against about 0.48
     assert value["ch3_smooth_lo_fixed_first"] < value["ch3_smooth_hi_fixed_first"]
 
 
@@ -326,3 +341,52 @@ def test_clip_x0_changes_nothing_when_the_range_never_binds():
     c = DDPM(**dict(wide, clip=(-1.0, 1.0)), clip_x0=True).fit(data)
     x = c.sample(6, [np.random.default_rng(1)])
     assert np.all(np.abs(x) <= 1.0)
+
+
+class _Sampler:
+    """A stand-in model: ``data`` (its training set) and a ``draw(g, n)`` sampler."""
+
+    info: dict = {}
+
+    def __init__(self, data, draw):
+        self.data, self.draw = data, draw
+
+    def sample(self, n, rngs):
+        return np.stack([self.draw(g, n, i) for i, g in enumerate(rngs)])
+
+
+def test_fresh_source_control_separates_copying_from_collapse():
+    # D_1 is drawn from a source (a Gaussian around one digit, the "collapsed" distribution).
+    # A model that copies D_1 has fresh_ratio 0; a model that draws from the same source as D_1
+    # has fresh_ratio near 1 and as many near-copies as the fresh draws themselves.
+    t = DigitsTruth(seed=0)
+    F = PCAFeatures.fit(t.heldout, 16)
+    real = t.sample(32, seed_generators(0, 2))
+    centre = t.heldout[0]
+
+    def gaussian(g, n, i):
+        return centre + 0.2 * g.standard_normal((n, 64))
+
+    d1 = np.stack([gaussian(g, 32, i) for i, g in enumerate(seed_generators(7, 2))])
+    source = _Sampler(real, gaussian)
+    copier = _Sampler(d1, lambda g, n, i: d1[i][g.integers(32, size=n)])
+    sibling = _Sampler(d1, gaussian)
+    out = {}
+    for name, model in (("copier", copier), ("sibling", sibling)):
+        ev = MemorizationMetrics(t, F, m=400, seed=0)
+        first = ev.evaluate(Step(0, source, t, real, real, [0, 1]))
+        # generation 0: fresh draws are held-out real digits, under the threshold ~1% of the time
+        assert np.all(first["near_copy_fresh"] <= 0.05)
+        out[name] = ev.evaluate(Step(1, model, t, d1, real, [0, 1]))
+    assert np.all(out["copier"]["fresh_ratio"] == 0) and np.all(out["copier"]["near_copy"] == 1)
+    # same source, independent draws (m = 400, N = 32; measured over 8 seeds): the ratio is
+    # 1 +- 0.0055 and the near-copy fractions (0.05 and 0.89 here: the thresholds differ by
+    # replicate) of samples and fresh draws differ by 0 +- 0.021
+    np.testing.assert_allclose(out["sibling"]["fresh_ratio"], 1.0, atol=0.03)
+    assert np.all((out["sibling"]["near_copy"] > 0.02) & (out["sibling"]["near_copy"] < 0.98))
+    np.testing.assert_allclose(
+        out["sibling"]["near_copy"], out["sibling"]["near_copy_fresh"], atol=0.1
+    )
+    # without the previous generation there is no source to draw from
+    lone = MemorizationMetrics(t, F, m=50, seed=0).evaluate(Step(1, sibling, t, d1, real, [0, 1]))
+    assert np.all(np.isnan(lone["fresh_ratio"])) and np.all(np.isnan(lone["near_copy_fresh"]))
