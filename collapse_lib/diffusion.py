@@ -563,11 +563,9 @@ class MemorizationMetrics:
             out["near_copy"][i] = mt.copy_fraction(e, d, thr)
             if H is None:
                 out["near_copy_fresh"][i] = out["fresh_ratio"][i] = np.nan
-            else:
-                r_fresh = np.median(mt.nn_distances(H[i], d, k=1)[:, 0])
-                r_model = np.median(mt.nn_distances(e, d, k=1)[:, 0])
+            else:  # both medians in units of s0: the ratio of two fixed-yardstick indices
                 out["near_copy_fresh"][i] = mt.copy_fraction(H[i], d, thr)
-                out["fresh_ratio"][i] = r_model / r_fresh
+                out["fresh_ratio"][i] = out["fixed"][i] / mt.fixed_nn_index(H[i], d, s0)
             out["spacing"][i] = mt.nn_spacing(d) / s0
             out["fd_pix"][i] = mt.frechet_distance(e, everything)
             out["fd_feat"][i] = mt.frechet_distance(fe, fe_all)
